@@ -1,0 +1,87 @@
+"""The project's Rasa NLU components, listed in ``config.yml`` and run by the live bot and by
+``hotline triage`` alike."""
+from __future__ import annotations
+
+from typing import Any
+
+import spacy
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.tokenizers.tokenizer import Token
+from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.nlu.language_id import LanguageIdentifier
+from bot.nlu.scripts import needs_segmentation
+
+#: Key of the language detection in a message and in Rasa's parse data (``latest_message``).
+LANGUAGE_DETECTION = "language_detection"
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
+class LanguageDetector(GraphComponent):
+    """Adds ``language_detection`` (see ``Detection.as_dict``) to every message.
+
+    It emits no entity: what a conversation's language becomes depends on the conversation so far,
+    which the slot validation action decides with ``bot.nlu.language_id.choose_language``.
+    """
+
+    def __init__(self, identifier: LanguageIdentifier) -> None:
+        self.identifier = identifier
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "LanguageDetector":
+        identifier = LanguageIdentifier()
+        identifier.warm_up()
+        return cls(identifier)
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            detection = self.identifier.identify(message.get("text") or "")
+            message.set(LANGUAGE_DETECTION, detection.as_dict(), add_to_output=True)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER], is_trainable=False)
+class MultilingualTokenizer(WhitespaceTokenizer):
+    """Whitespace tokenization, but spaCy's segmenters for Chinese and Thai, which use no spaces.
+
+    Emoji are kept as tokens: "👍" is an answer on a phone.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._segmenters: dict[str, Any] = {}
+
+    @staticmethod
+    def not_supported_languages() -> list[str] | None:
+        return None
+
+    def remove_emoji(self, text: str) -> str:
+        return text
+
+    def _segmenter(self, language: str):
+        if language not in self._segmenters:
+            self._segmenters[language] = spacy.blank(language)
+        return self._segmenters[language]
+
+    def tokenize(self, message: Message, attribute: str) -> list[Token]:
+        text = message.get(attribute)
+        language = needs_segmentation(text or "")
+        if attribute != "text" or language is None:
+            return super().tokenize(message, attribute)
+        doc = self._segmenter(language)(text)
+        tokens = [Token(t.text, t.idx) for t in doc if not t.is_space and not t.is_punct]
+        return self._apply_token_pattern(tokens) or [Token(text, 0)]
