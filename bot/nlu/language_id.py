@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import regex
 import yaml
 from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
@@ -36,7 +37,7 @@ MAX_CHARS = 1000  # a long message is identified from its beginning; enough sign
 #: languages in the same script that texters to a Canadian hotline may write in).
 SCRIPT_GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "latin": (["en", "fr", "es", "tl", "vi"], ["pt", "it", "de", "nl", "id", "ro", "pl", "so", "tr", "sw"]),
-    "cyrillic": (["uk"], ["ru", "bg", "be", "mk", "sr", "kk", "mn"]),
+    "cyrillic": (["uk"], ["ru", "bg", "be", "mk", "sr"]),
     "arabic": (["ar"], ["ur", "fa"]),
     "devanagari": (["hi"], ["mr"]),
 }
@@ -47,7 +48,11 @@ SINGLE_LANGUAGE_SCRIPTS = {
     "sinhala": "si", "hebrew": "he", "greek": "el", "georgian": "ka", "armenian": "hy",
     "ethiopic": "am", "khmer": "km", "lao": "lo", "myanmar": "my", "tibetan": "bo",
 }
+#: Scripts written without spaces between words: their length, not their word count, carries signal.
+UNSPACED_SCRIPTS = {"thai", "lao", "khmer", "myanmar", "tibetan"}
 _WORD = re.compile(r"[a-z]+")
+#: A Vietnamese syllable typed without tone marks: optional onset, one to three vowels, optional coda.
+_VI_SYLLABLE = re.compile(r"^(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdghklmnprstvx])?[aeiouy]{1,3}(ng|nh|ch|[cmnpt])?$")
 _CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
 
 
@@ -92,8 +97,16 @@ def fold(text: str) -> str:
 
 
 def clean(text: str) -> str:
-    """Text safe to analyse: control characters removed, bounded length."""
-    return text[:MAX_CHARS].translate(_CONTROL)
+    """Text safe to analyse: lone surrogates replaced, control characters removed, bounded length."""
+    return text[:MAX_CHARS].encode("utf-8", "replace").decode("utf-8").translate(_CONTROL)
+
+
+def _margin(scores: dict[str, float], code: str) -> float:
+    """Confidence in one candidate against its strongest rival: lingua's values are spread over
+    every candidate language, so a clear English text may score only 0.4 while its rival has 0.1."""
+    rival = max((v for c, v in scores.items() if c != code), default=0.0)
+    own = scores.get(code, 0.0)
+    return own / (own + rival) if own + rival else 0.0
 
 
 def _weighted(counts, script: str) -> int:
@@ -111,13 +124,16 @@ class LanguageData:
     supported: list[dict]
     romanized: dict
     vietnamese: set[str]
+    nepali: set[str]
+    nepali_code: str
 
     @classmethod
     def load(cls, directory: Path = LANGUAGE_DIR) -> "LanguageData":
         languages = yaml.safe_load((directory / "languages.yml").read_text(encoding="utf-8"))
         romanized = yaml.safe_load((directory / "romanized.yml").read_text(encoding="utf-8"))
         vietnamese = yaml.safe_load((directory / "vietnamese_unaccented.yml").read_text(encoding="utf-8"))
-        return cls(languages["supported"], romanized, set(vietnamese["markers"]))
+        nepali = yaml.safe_load((directory / "nepali_markers.yml").read_text(encoding="utf-8"))
+        return cls(languages["supported"], romanized, set(vietnamese["markers"]), set(nepali["markers"]), nepali["language"])
 
     @property
     def codes(self) -> list[str]:
@@ -135,20 +151,24 @@ class MarkerLexicon:
             self.weights[code] = {w: 1 for w in entry.get("weak") or []}
             self.weights[code].update({w: 2 for w in entry.get("strong") or []})
 
-    def score(self, words: list[str]) -> tuple[float, dict[str, float]]:
-        """Share of words that are markers, and the Punjabi and Hindi evidence."""
-        marker_words = [w for w in words if w in self.shared or any(w in m for m in self.weights.values())]
+    def score(self, words: list[str]) -> tuple[int, dict[str, float]]:
+        """Number of words that are markers, and the Punjabi and Hindi evidence."""
+        markers = sum(1 for w in words if w in self.shared or any(w in m for m in self.weights.values()))
         evidence = {code: float(sum(weights.get(w, 0) for w in words)) for code, weights in self.weights.items()}
-        return len(marker_words) / max(len(words), 1), evidence
+        return markers, evidence
 
 
 class LanguageIdentifier:
     """Identifies the language of one message; load once, call many times (about 0.1-1 ms)."""
 
-    ROMANIZED_MIN_SHARE = 0.3
+    ROMANIZED_MIN_SHARE = 0.2
+    ROMANIZED_MIN_MARKERS = 2
     VIETNAMESE_MIN_SHARE = 0.45
-    DECOY_MIN_CONFIDENCE = 0.6
+    DECOY_MIN_CONFIDENCE = 0.3
+    DECOY_MIN_RATIO = 2.0
     DECOY_MIN_LETTERS = 15
+    VIETNAMESE_MIN_VALID = 0.85
+    VIETNAMESE_MIN_MARKERS = 0.25
 
     def __init__(self, data: LanguageData | None = None) -> None:
         self.data = data or LanguageData.load()
@@ -213,17 +233,28 @@ class LanguageIdentifier:
             lexical = self._by_lexicon(text)
             if lexical:
                 return lexical
+        if script == "devanagari" and self._is_nepali(text):
+            return self._result(self.data.nepali_code, 0.8, "lexicon", {self.data.nepali_code: 0.8})
         if script in SCRIPT_GROUPS:
             return self._by_lingua(text, script)
         return self._result(FALLBACK, 0.0, "unknown", {})
+
+    def _is_nepali(self, text: str) -> bool:
+        words = regex.findall(r"[\p{L}\p{M}]+", text)
+        markers = sum(1 for w in words if w in self.data.nepali)
+        return markers >= 2 and markers >= 0.2 * len(words)
 
     def _by_lexicon(self, text: str) -> Detection | None:
         words = _WORD.findall(fold(text))
         if len(words) < 2:
             return None
-        share, evidence = self.romanized.score(words)
+        markers, evidence = self.romanized.score(words)
+        share = markers / len(words)
         vi_share = sum(1 for w in words if w in self.data.vietnamese) / len(words)
-        if share >= self.ROMANIZED_MIN_SHARE and share >= vi_share:
+        vi_valid = sum(1 for w in words if w in self.data.vietnamese or _VI_SYLLABLE.match(w)) / len(words)
+        if vi_valid >= self.VIETNAMESE_MIN_VALID and vi_share >= self.VIETNAMESE_MIN_MARKERS and len(words) >= 3:
+            vi_share = max(vi_share, self.VIETNAMESE_MIN_SHARE)
+        if markers >= self.ROMANIZED_MIN_MARKERS and share >= self.ROMANIZED_MIN_SHARE and share >= vi_share:
             code = "pa" if evidence["pa"] > evidence["hi"] else "hi"
             margin = abs(evidence["pa"] - evidence["hi"]) / max(evidence["pa"] + evidence["hi"], 1.0)
             confidence = min(0.99, 0.5 + share / 2) * (0.7 + 0.3 * margin)
@@ -240,9 +271,14 @@ class LanguageIdentifier:
         scores = {v.language.iso_code_639_1.name.lower(): v.value for v in values}
         top = max(scores, key=lambda c: scores[c])
         best_supported = max(supported, key=lambda c: scores.get(c, 0.0))
-        if top not in supported and scores[top] >= self.DECOY_MIN_CONFIDENCE and _letters(text) >= self.DECOY_MIN_LETTERS:
-            return self._result(top, scores[top], "lingua", scores)
-        return self._result(best_supported, scores.get(best_supported, 0.0), "lingua", scores)
+        if (
+            top not in supported
+            and scores[top] >= self.DECOY_MIN_CONFIDENCE
+            and scores[top] >= self.DECOY_MIN_RATIO * scores.get(best_supported, 0.0)
+            and _letters(text) >= self.DECOY_MIN_LETTERS
+        ):
+            return self._result(top, _margin(scores, top), "lingua", scores)
+        return self._result(best_supported, _margin(scores, best_supported), "lingua", scores)
 
     def _result(self, code: str, confidence: float, method: str, scores: dict[str, float]) -> Detection:
         supported = code in self.supported
@@ -255,9 +291,11 @@ class LanguageIdentifier:
         """Mark detections from too little text as uninformative ("ok", "si", "👍", "2")."""
         if script in DENSE_SCRIPTS:
             enough = counts[script] >= 2
+        elif script in UNSPACED_SCRIPTS:
+            enough = counts[script] >= 4
         else:
             words = len(text.split())
-            enough = words >= 2 and _letters(text) >= 6 and detection.confidence >= 0.5
+            enough = words >= 2 and _letters(text) >= 6 and detection.confidence >= 0.6
         if enough:
             return detection
         return Detection(detection.language, min(detection.confidence, 0.3), detection.detected,

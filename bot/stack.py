@@ -1,0 +1,123 @@
+"""``hotline up``: trains a model if none exists, starts every process, stops them all together.
+
+Processes are started in their own process groups so Ctrl-C or SIGTERM on ``hotline up`` stops
+each child and its own children; if any child dies, the others are stopped too rather than left
+serving half a stack.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from bot import PROJECT_ROOT
+from bot.settings import Settings, secret, write_endpoints
+from bot.training import latest_model, train
+
+READY_TIMEOUT = 300
+STOP_TIMEOUT = 15
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    ready_url: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(self.args, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as response:
+                return response.status < 500
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def children(settings: Settings, model: str, endpoints: str, token: str) -> list[Child]:
+    """The processes of the stack on these settings."""
+    python = sys.executable
+    return [
+        Child(
+            "actions",
+            [python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.actions_port)],
+            f"http://127.0.0.1:{settings.actions_port}/health",
+        ),
+        Child(
+            "rasa",
+            [python, "-m", "rasa", "run", "--model", model, "--endpoints", endpoints,
+             "--credentials", str(PROJECT_ROOT / "credentials.yml"), "--enable-api", "--auth-token", token,
+             "--interface", settings.bind, "--port", str(settings.rasa_port)],
+            f"http://127.0.0.1:{settings.rasa_port}/",
+        ),
+    ]
+
+
+def _wait_ready(stack: list[Child], stopping: threading.Event) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    pending = list(stack)
+    while pending and time.monotonic() < deadline and not stopping.is_set():
+        if any(not child.alive() for child in stack):
+            return False
+        pending = [child for child in pending if not child.ready()]
+        time.sleep(0.5)
+    return not pending
+
+
+def run_stack(train_if_missing: bool = True) -> int:
+    settings = Settings.from_env()
+    model = latest_model(settings.models)
+    if model is None:
+        if not train_if_missing:
+            print("no model in", settings.models, "- run `hotline train`", file=sys.stderr)
+            return 1
+        print("No model yet: training one (a few minutes on 2 cores)...", flush=True)
+        model = train(out=settings.models)
+    endpoints = write_endpoints(settings)
+    token = secret(settings, "rasa_api_token", "RASA_AUTH_TOKEN")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    stack = children(settings, str(model), str(endpoints), token)
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        for child in stack:
+            child.start(env)
+        if not _wait_ready(stack, stopping):
+            if stopping.is_set():
+                return 0
+            print("the stack did not start; see the output above", file=sys.stderr)
+            return 1
+        print(f"Rasa server:   http://127.0.0.1:{settings.rasa_port}/  (REST channel: /webhooks/rest/webhook)")
+        print(f"Action server: http://127.0.0.1:{settings.actions_port}/health")
+        print(f"Model: {model}. Stop with Ctrl-C.", flush=True)
+        while not stopping.is_set():
+            if any(not child.alive() for child in stack):
+                print("a process of the stack exited; stopping the others", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        for child in reversed(stack):
+            child.stop()

@@ -1,0 +1,111 @@
+"""The project's data: training data per language, held-out sets kept apart, responses complete."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import unicodedata
+
+import pytest
+import yaml
+
+from bot import PROJECT_ROOT
+
+LANGUAGES = ["en", "fr", "es", "tl", "pa", "hi", "zh", "vi", "uk", "ar", "ko", "th"]
+INTENTS = {
+    "greet", "ask_help", "describe_situation", "affirm", "deny", "skip", "stop", "emergency",
+    "choose_language", "ask_rights", "ask_human", "thanks", "out_of_scope",
+}
+NLU = PROJECT_ROOT / "data" / "nlu"
+HELDOUT = PROJECT_ROOT / "tests" / "data" / "nlu_heldout"
+LANGUAGE_ID = PROJECT_ROOT / "bench" / "data" / "language_id"
+
+
+def _examples(path) -> dict[str, list[str]]:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for block in doc["nlu"]:
+        lines = [line[2:].strip() for line in block["examples"].splitlines() if line.startswith("- ")]
+        out.setdefault(block["intent"], []).extend(lines)
+    return out
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[\s\W_]+", " ", text).strip()
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_training_data_covers_every_intent_with_enough_examples(code):
+    examples = _examples(NLU / f"{code}.yml")
+    assert set(examples) == INTENTS
+    for intent, lines in examples.items():
+        assert len(set(lines)) >= 15, (code, intent)
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_every_intent_block_names_its_language(code):
+    doc = yaml.safe_load((NLU / f"{code}.yml").read_text(encoding="utf-8"))
+    assert {block["metadata"]["language"] for block in doc["nlu"]} == {code}
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_heldout_examples_are_not_training_examples(code):
+    training = {_norm(line) for lines in _examples(NLU / f"{code}.yml").values() for line in lines}
+    heldout = _examples(HELDOUT / f"{code}.yml")
+    assert set(heldout) == INTENTS
+    leaked = [line for lines in heldout.values() for line in lines if _norm(line) in training]
+    assert not leaked
+
+
+def test_language_id_benchmark_texts_are_not_training_data():
+    training = {
+        _norm(line) for path in NLU.glob("*.yml") for lines in _examples(path).values() for line in lines
+    }
+    lexicons = " ".join(p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "data" / "language").glob("*.yml"))
+    rows = [json.loads(line) for path in LANGUAGE_ID.glob("*.jsonl") for line in path.open(encoding="utf-8")]
+    assert len(rows) >= 12 * 50 + 100
+    assert not [r["text"] for r in rows if _norm(r["text"]) in training or r["text"] in lexicons]
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_language_id_benchmark_has_50_sms_length_texts_per_language(code):
+    rows = [json.loads(line) for line in (LANGUAGE_ID / f"{code}.jsonl").open(encoding="utf-8")]
+    assert sum(20 <= len(r["text"]) <= 160 and r["language"] == code for r in rows) >= 50
+
+
+def test_romanized_benchmark_has_50_texts_per_language():
+    rows = [json.loads(line) for line in (LANGUAGE_ID / "romanized.jsonl").open(encoding="utf-8")]
+    assert sum(r["language"] == "pa" for r in rows) >= 50
+    assert sum(r["language"] == "hi" for r in rows) >= 50
+
+
+def _responses():
+    domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
+    return domain["responses"]
+
+
+MULTILINGUAL_ONLY = {"utter_ask_language_choice"}
+
+
+@pytest.mark.parametrize("name", sorted(set(_responses()) - MULTILINGUAL_ONLY))
+def test_every_response_exists_in_every_language(name):
+    variations = _responses()[name]
+    languages = {
+        cond["value"] for v in variations for cond in v.get("condition", []) if cond["name"] == "language"
+    }
+    assert languages == set(LANGUAGES) - {"en"}
+    assert "condition" not in variations[-1], "the last variation is the English default"
+    for variation in variations:
+        assert variation["text"].strip()
+        assert not re.search(r"\{\w+\}|TODO|XXX", variation["text"]), variation["text"]
+
+
+def test_rasa_data_validate_passes():
+    result = subprocess.run(
+        [sys.executable, "-m", "rasa", "data", "validate", "--fail-on-warnings",
+         "--domain", "domain.yml", "--data", "data/nlu", "data/rules.yml", "--config", "config.yml"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
