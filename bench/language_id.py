@@ -1,7 +1,9 @@
 """Language identification benchmark: the project's identifier against langdetect and plain lingua.
 
 Run: ``.venv/bin/python bench/language_id.py`` (about a minute). It reads the held-out texts in
-``bench/data/language_id/`` (written for evaluation, never used for training or for the lexicons),
+``bench/data/language_id/`` (written for evaluation, never used for training or for the lexicons;
+the romanized Punjabi/Hindi thresholds and core vocabulary were tuned while looking at
+``romanized.jsonl``, so ``romanized_blind.jsonl`` was written afterwards, unseen, as the honest figure),
 and prints a Markdown table of accuracy per language and median milliseconds per message, for the
 three detectors in the same run. Targets (issue 2): at least 98% overall on 20-160 character texts,
 at least 90% on Punjabi/Hindi typed in Latin letters, median at most 1 ms a message.
@@ -34,7 +36,8 @@ def sets() -> dict[str, list[dict]]:
     """Evaluation sets: native-script texts per language, romanized Punjabi/Hindi, unsupported."""
     native = [row for code in SUPPORTED if (DATA / f"{code}.jsonl").exists() for row in load(f"{code}.jsonl")]
     native = [row for row in native if 20 <= len(row["text"]) <= 160]
-    return {"native": native, "romanized": load("romanized.jsonl"), "unsupported": load("unsupported.jsonl")}
+    return {"native": native, "romanized": load("romanized.jsonl"), "romanized_blind": load("romanized_blind.jsonl"),
+            "unsupported": load("unsupported.jsonl")}
 
 
 def ours() -> Callable[[str], str]:
@@ -100,7 +103,8 @@ def main() -> None:
     detectors = {"project": ours(), "lingua (12 languages)": lingua_detector(), "langdetect": langdetect_detector()}
     results = {name: {k: evaluate(fn, rows) for k, rows in data.items() if k != "unsupported"} for name, fn in detectors.items()}
     names = list(detectors)
-    print(f"Texts: {len(data['native'])} native-script (20-160 chars), {len(data['romanized'])} romanized pa/hi, "
+    print(f"Texts: {len(data['native'])} native-script (20-160 chars), {len(data['romanized'])} + "
+          f"{len(data['romanized_blind'])} romanized pa/hi, "
           f"{len(data['unsupported'])} in unsupported languages.\n")
     print("| language | n | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -111,13 +115,14 @@ def main() -> None:
         cells = [f"{results[n]['native'][0].get(code, 0.0):.1%}" for n in names]
         print(f"| {code} | {counts[code]} | " + " | ".join(cells) + " |")
     print("| **overall** | " + str(len(data["native"])) + " | " + " | ".join(f"**{results[n]['native'][1]:.1%}**" for n in names) + " |")
-    romanized_counts = defaultdict(int)
-    for row in data["romanized"]:
-        romanized_counts[row["language"]] += 1
-    for code in ("pa", "hi"):
-        cells = [f"{results[n]['romanized'][0].get(code, 0.0):.1%}" for n in names]
-        print(f"| {code} in Latin letters | {romanized_counts[code]} | " + " | ".join(cells) + " |")
-    print("| **romanized overall** | " + str(len(data["romanized"])) + " | " + " | ".join(f"**{results[n]['romanized'][1]:.1%}**" for n in names) + " |")
+    for key, label in (("romanized", "romanized"), ("romanized_blind", "romanized, blind set")):
+        romanized_counts = defaultdict(int)
+        for row in data[key]:
+            romanized_counts[row["language"]] += 1
+        for code in ("pa", "hi"):
+            cells = [f"{results[n][key][0].get(code, 0.0):.1%}" for n in names]
+            print(f"| {code} in Latin letters ({label}) | {romanized_counts[code]} | " + " | ".join(cells) + " |")
+        print(f"| **{label} overall** | {len(data[key])} | " + " | ".join(f"**{results[n][key][1]:.1%}**" for n in names) + " |")
     print("| median ms / message | | " + " | ".join(f"{results[n]['native'][2]:.3f}" for n in names) + " |")
     flagged, named = unsupported_report(data["unsupported"])
     print(f"\nUnsupported languages: {flagged:.1%} recognised as unsupported, {named:.1%} named correctly "

@@ -101,6 +101,11 @@ def clean(text: str) -> str:
     return text[:MAX_CHARS].encode("utf-8", "replace").decode("utf-8").translate(_CONTROL)
 
 
+def _phrase_key(text: str) -> str:
+    """A short message reduced to its words, for lookup in the short-phrase list."""
+    return " ".join(_WORD.findall(fold(text).replace("'", "")))
+
+
 def _margin(scores: dict[str, float], code: str) -> float:
     """Confidence in one candidate against its strongest rival: lingua's values are spread over
     every candidate language, so a clear English text may score only 0.4 while its rival has 0.1."""
@@ -126,6 +131,7 @@ class LanguageData:
     vietnamese: set[str]
     nepali: set[str]
     nepali_code: str
+    short_phrases: dict[str, str]
 
     @classmethod
     def load(cls, directory: Path = LANGUAGE_DIR) -> "LanguageData":
@@ -133,7 +139,10 @@ class LanguageData:
         romanized = yaml.safe_load((directory / "romanized.yml").read_text(encoding="utf-8"))
         vietnamese = yaml.safe_load((directory / "vietnamese_unaccented.yml").read_text(encoding="utf-8"))
         nepali = yaml.safe_load((directory / "nepali_markers.yml").read_text(encoding="utf-8"))
-        return cls(languages["supported"], romanized, set(vietnamese["markers"]), set(nepali["markers"]), nepali["language"])
+        short = yaml.safe_load((directory / "short_phrases.yml").read_text(encoding="utf-8"))
+        phrases = {_phrase_key(p): code for code, items in short["phrases"].items() for p in items}
+        return cls(languages["supported"], romanized, set(vietnamese["markers"]), set(nepali["markers"]),
+                   nepali["language"], phrases)
 
     @property
     def codes(self) -> list[str]:
@@ -158,11 +167,53 @@ class MarkerLexicon:
         return markers, evidence
 
 
+class RomanizedClassifier:
+    """Character n-gram model telling Punjabi and Hindi typed in Latin letters from the other
+    Latin-script languages, trained at load time (under a second) on the project's own NLU
+    training data: the marker lexicon alone misses texts heavy with English and confuses the two."""
+
+    LANGUAGES = ("en", "fr", "es", "tl", "vi", "pa", "hi")
+
+    def __init__(self, nlu_dir: Path = DATA_DIR / "nlu") -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        texts, labels = [], []
+        for code in self.LANGUAGES:
+            for text in _training_examples(nlu_dir / f"{code}.yml"):
+                if dominant_script(script_counts(text)) == "latin":
+                    texts.append(fold(text))
+                    labels.append(code)
+        self.model = make_pipeline(
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True),
+            LogisticRegression(C=10, max_iter=2000),
+        )
+        self.model.fit(texts, labels)
+        self.classes = list(self.model.classes_)
+
+    def romanized_probabilities(self, text: str) -> dict[str, float]:
+        """Probability that the text is romanized Punjabi, and Hindi."""
+        probabilities = self.model.predict_proba([fold(text)])[0]
+        return {code: float(probabilities[self.classes.index(code)]) for code in ("pa", "hi")}
+
+
+def _training_examples(path: Path) -> list[str]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [
+        line[2:].strip()
+        for block in document.get("nlu", [])
+        for line in block.get("examples", "").splitlines()
+        if line.startswith("- ")
+    ]
+
+
 class LanguageIdentifier:
     """Identifies the language of one message; load once, call many times (about 0.1-1 ms)."""
 
     ROMANIZED_MIN_SHARE = 0.2
     ROMANIZED_MIN_MARKERS = 2
+    ROMANIZED_MIN_PROBABILITY = 0.5
     VIETNAMESE_MIN_SHARE = 0.45
     DECOY_MIN_CONFIDENCE = 0.3
     DECOY_MIN_RATIO = 2.0
@@ -177,6 +228,10 @@ class LanguageIdentifier:
         self._names = self._explicit_names()
 
     @cached_property
+    def _romanized_model(self) -> RomanizedClassifier:
+        return RomanizedClassifier()
+
+    @cached_property
     def _detectors(self) -> dict[str, object]:
         """One lingua detector per script group, with its models preloaded."""
         detectors = {}
@@ -187,7 +242,7 @@ class LanguageIdentifier:
 
     def warm_up(self) -> None:
         """Load the statistical models now rather than on the first message."""
-        _ = self._detectors
+        _ = self._detectors, self._romanized_model
 
     def _explicit_names(self) -> list[tuple[re.Pattern[str], int, str]]:
         names = []
@@ -222,7 +277,20 @@ class LanguageIdentifier:
         if choice:
             return Detection(choice, 1.0, choice, True, True, "explicit", {choice: 1.0})
         detection = self._by_script(text, script, counts)
-        return self._with_informative(detection, text, script, counts)
+        detection = self._with_informative(detection, text, script, counts)
+        if detection.informative or script != "latin":
+            return detection
+        return self._short_latin(text, detection)
+
+    def _short_latin(self, text: str, weak: Detection) -> Detection:
+        """A short Latin-script message: a known short phrase, else English with low confidence,
+        since detectors cannot tell "hello" from Italian."""
+        code = self.data.short_phrases.get(_phrase_key(text))
+        if code:
+            return Detection(code, 0.5, code, True, False, "phrase", {code: 0.5})
+        if weak.method in ("romanized", "lexicon"):
+            return weak
+        return Detection(FALLBACK, min(weak.confidence, 0.2), FALLBACK, True, False, weak.method, weak.scores)
 
     def _by_script(self, text: str, script: str, counts) -> Detection:
         if script in SINGLE_LANGUAGE_SCRIPTS:
@@ -254,16 +322,25 @@ class LanguageIdentifier:
         vi_valid = sum(1 for w in words if w in self.data.vietnamese or _VI_SYLLABLE.match(w)) / len(words)
         if vi_valid >= self.VIETNAMESE_MIN_VALID and vi_share >= self.VIETNAMESE_MIN_MARKERS and len(words) >= 3:
             vi_share = max(vi_share, self.VIETNAMESE_MIN_SHARE)
-        if markers >= self.ROMANIZED_MIN_MARKERS and share >= self.ROMANIZED_MIN_SHARE and share >= vi_share:
-            code = "pa" if evidence["pa"] > evidence["hi"] else "hi"
-            margin = abs(evidence["pa"] - evidence["hi"]) / max(evidence["pa"] + evidence["hi"], 1.0)
-            confidence = min(0.99, 0.5 + share / 2) * (0.7 + 0.3 * margin)
-            other = "hi" if code == "pa" else "pa"
-            return self._result(code, confidence, "romanized", {code: confidence, other: confidence * (1 - margin)})
+        lexical = markers >= self.ROMANIZED_MIN_MARKERS and share >= self.ROMANIZED_MIN_SHARE
+        probabilities = self._romanized_model.romanized_probabilities(text)
+        learned = sum(probabilities.values())
+        learned_ok = learned >= self.ROMANIZED_MIN_PROBABILITY and markers >= 1  # one marker word at least
+        if (lexical or learned_ok) and max(share, learned) >= vi_share:
+            return self._romanized(probabilities, evidence, max(learned, min(1.0, share + 0.5)))
         if vi_share >= self.VIETNAMESE_MIN_SHARE:
             confidence = min(0.99, 0.4 + vi_share / 2)
             return self._result("vi", confidence, "lexicon", {"vi": confidence})
         return None
+
+    def _romanized(self, probabilities: dict[str, float], evidence: dict[str, float], strength: float) -> Detection:
+        """Punjabi or Hindi: the learned model decides, the lexicon breaks near-ties."""
+        scores = {code: probabilities[code] + 0.05 * evidence[code] for code in ("pa", "hi")}
+        code = max(scores, key=lambda c: scores[c])
+        other = "hi" if code == "pa" else "pa"
+        margin = scores[code] / (scores[code] + scores[other]) if scores[code] + scores[other] else 0.5
+        confidence = min(0.99, strength * margin)
+        return self._result(code, confidence, "romanized", {code: confidence, other: min(0.99, strength * (1 - margin))})
 
     def _by_lingua(self, text: str, script: str) -> Detection:
         supported, _ = SCRIPT_GROUPS[script]

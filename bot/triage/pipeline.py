@@ -79,11 +79,17 @@ def _text_of(line: str) -> tuple[str, str | None]:
     return line, "line is not a JSON object; read as plain text"
 
 
+def _valid_unicode(text: str) -> str:
+    """Lone surrogates (from JSON escapes like "\\ud800") replaced, so the text can be written out."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def triage_lines(lines: Iterable[bytes], triage: Triage) -> Iterator[str]:
     """One JSON output line per input line, in order; undecodable bytes are replaced, never fatal."""
     for raw in lines:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         text, note = _text_of(line)
+        text = _valid_unicode(text)
         result = triage.run(text)
         if note:
             result["warning"] = note

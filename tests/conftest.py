@@ -1,0 +1,27 @@
+"""Shared fixtures: a small model trained once per test session, and free ports."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: DIET epochs for the test model: enough for the held-out accuracy target, quick on 2 cores.
+TEST_EPOCHS = int(os.environ.get("HOTLINE_TEST_EPOCHS", "20"))
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    """A model of the full project data, trained once with fewer epochs."""
+    from bot.training import train
+
+    return train(out=tmp_path_factory.mktemp("models"), epochs=TEST_EPOCHS)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
