@@ -16,9 +16,13 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.nlu.language_id import LanguageIdentifier
 from bot.nlu.scripts import needs_segmentation
+from bot.triage.indicators import IndicatorExtractor as Extractor
+from bot.triage.risk import risk_level
 
 #: Key of the language detection in a message and in Rasa's parse data (``latest_message``).
 LANGUAGE_DETECTION = "language_detection"
+#: Key of the indicator findings in a message and in Rasa's parse data.
+TRIAGE = "triage"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
@@ -85,3 +89,48 @@ class MultilingualTokenizer(WhitespaceTokenizer):
         doc = self._segmenter(language)(text)
         tokens = [Token(t.text, t.idx) for t in doc if not t.is_space and not t.is_punct]
         return self._apply_token_pattern(tokens) or [Token(text, 0)]
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
+class IndicatorExtractor(GraphComponent):
+    """Adds ``triage`` to every message: indicators with evidence spans, imminent danger, minor,
+    third party, and the message's own risk level. Runs after ``LanguageDetector``.
+
+    The lexicons of the detected language and of English are used (texters mix in English); for a
+    language the bot does not support, English and French.
+    """
+
+    def __init__(self, extractor: Extractor) -> None:
+        self.extractor = extractor
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "IndicatorExtractor":
+        return cls(Extractor())
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            text = message.get("text") or ""
+            detection = message.get(LANGUAGE_DETECTION) or {}
+            languages = [detection.get("language", "en"), "en"]
+            if not detection.get("supported", True):
+                languages.append("fr")
+            finding = self.extractor.extract(text, languages)
+            message.set(TRIAGE, {
+                "indicators": finding.indicators,
+                "evidence": [e.as_dict(text) for e in finding.evidence],
+                "imminent": finding.imminent,
+                "third_party": finding.third_party,
+                "minor": finding.minor,
+                "age": finding.age,
+                "risk": risk_level(finding.indicators, finding.imminent, worry=finding.worry),
+            }, add_to_output=True)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data

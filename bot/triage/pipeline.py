@@ -16,7 +16,7 @@ from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.shared.nlu.training_data.message import Message
 
 from bot import PROJECT_ROOT
-from bot.nlu.components import LANGUAGE_DETECTION
+from bot.nlu.components import LANGUAGE_DETECTION, TRIAGE
 
 PROJECT_COMPONENT_PREFIX = "bot.nlu."
 RISK_LEVELS = ("none", "low", "medium", "high", "imminent")
@@ -50,18 +50,20 @@ class Triage:
         for component in self.components:
             messages = component.process(messages)
         detection = message.get(LANGUAGE_DETECTION) or {}
-        indicators = message.get("indicators") or []
+        triage = message.get(TRIAGE) or {}
         return {
             "text": text,
             "language": detection.get("detected", "en"),
             "language_confidence": detection.get("confidence", 0.0),
             "language_supported": detection.get("supported", True),
-            "indicators": sorted({item["indicator"] for item in indicators}),
+            "indicators": triage.get("indicators", []),
             "evidence": [
-                {"indicator": i["indicator"], "start": i["start"], "end": i["end"]} for i in indicators
+                {"indicator": e["indicator"], "start": e["start"], "end": e["end"]} for e in triage.get("evidence", [])
             ],
-            "risk": message.get("risk") or "none",
-            "imminent": bool(message.get("imminent")),
+            "risk": triage.get("risk", "none"),
+            "imminent": bool(triage.get("imminent")),
+            "third_party": bool(triage.get("third_party")),
+            "minor": bool(triage.get("minor")),
         }
 
 

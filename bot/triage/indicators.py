@@ -1,0 +1,304 @@
+"""Indicators of trafficking in one message, with evidence spans, from reviewed per-language lexicons.
+
+Each language has a lexicon in ``data/indicators/lexicon/<lang>.yml`` (format in the README of
+that folder): phrases that show an indicator on their own, pairs of term lists that must occur
+together in one sentence, age patterns, and cue words for negation, hypotheticals/rights
+questions, third parties and worry. Matching runs on spaCy ``PhraseMatcher`` over a folded copy
+of the text (lowercase, Latin accents removed, one character for one character) tokenised into
+characters, so evidence offsets are offsets into the original text, accents and scripts without
+spaces need no tokenizer of their own, and word boundaries are checked per language.
+
+What it gets right on purpose:
+- "he didn't take my passport": a negation cue just before a term cancels the match, unless the
+  negation is part of the term itself ("won't give back my passport", "not paid");
+- "what if my boss keeps my ID?": a hypothetical or rights-question cue earlier in the sentence
+  cancels it;
+- "my friend can't leave": still an indicator, and ``third_party`` is set;
+- ages under 18 ("I'm 16", "tengo 17 años") give MINOR;
+- imminent danger needs a phrase or a pair (a "now" cue with a danger term): one word never
+  raises the alarm.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import spacy
+import yaml
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc
+
+from bot import DATA_DIR
+
+LEXICON_DIR = DATA_DIR / "indicators" / "lexicon"
+TAXONOMY = DATA_DIR / "indicators" / "taxonomy.yml"
+#: How terms meet word boundaries: "word" (whole words; a trailing * allows any ending),
+#: "prefix" (must start a word, any ending: Korean particles), "none" (anywhere: Chinese, Thai, Arabic).
+BOUNDARY = {"ko": "prefix", "zh": "none", "th": "none", "ar": "none"}
+SENTENCE_END = re.compile(r"[.!?;\n。！？؟]+")
+PAIR_WINDOW = 80
+#: How far before a term a negation cue still negates it: words in between (whole-word languages)
+#: or characters in between (the others).
+NEGATION_WORDS = 2
+NEGATION_CHARS = {"prefix": 4, "none": 3}
+
+
+def fold_char(char: str) -> str:
+    """One character, lowercased and without Latin accents; always exactly one character."""
+    lowered = char.lower()
+    if len(lowered) != 1:
+        lowered = char
+    if lowered.isascii():
+        return lowered
+    base = unicodedata.normalize("NFD", lowered)[0]
+    if base.isascii() and base.isalpha():
+        return base
+    return {"đ": "d", "’": "'", "‘": "'", "ʼ": "'", "`": "'"}.get(lowered, lowered)
+
+
+def fold(text: str) -> str:
+    """The text folded character by character: same length, so offsets carry over."""
+    return "".join(fold_char(c) for c in text)
+
+
+def fold_term(term: str) -> str:
+    return re.sub(r"\s+", " ", fold(unicodedata.normalize("NFC", str(term)).strip()))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    indicator: str
+    start: int
+    end: int
+
+    def as_dict(self, text: str) -> dict:
+        return {"indicator": self.indicator, "start": self.start, "end": self.end, "text": text[self.start:self.end]}
+
+
+@dataclass
+class Finding:
+    """What one message shows."""
+
+    evidence: list[Evidence] = field(default_factory=list)
+    imminent: bool = False
+    imminent_evidence: list[tuple[int, int]] = field(default_factory=list)
+    third_party: bool = False
+    minor: bool = False
+    age: int | None = None
+    worry: bool = False
+
+    @property
+    def indicators(self) -> list[str]:
+        return sorted({e.indicator for e in self.evidence})
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A matched term: its span in the text and whether it may end inside a word."""
+
+    start: int
+    end: int
+
+
+class LanguageLexicon:
+    """The compiled lexicon of one language."""
+
+    def __init__(self, code: str, data: dict, vocab) -> None:
+        self.code = code
+        self.boundary = BOUNDARY.get(code, "word")
+        self.matcher = PhraseMatcher(vocab)
+        self.vocab = vocab
+        self.prefix_keys: set[str] = set()
+        self.rules: list[tuple[str, str, list[str]]] = []  # (target, kind, matcher keys)
+        cues = data.get("cues") or {}
+        for cue in ("negation", "hypothetical", "third_party", "worry"):
+            self._add_split(f"cue:{cue}", cues.get(cue) or [])
+        for indicator, spec in (data.get("indicators") or {}).items():
+            self._add_rules(indicator, spec or {})
+        self._add_rules("IMMINENT", data.get("imminent") or {})
+        self.age_patterns = [re.compile(p) for p in (data.get("indicators", {}).get("MINOR") or {}).get("age_patterns", [])]
+
+    def _add(self, key: str, terms: list[str]) -> None:
+        folded = (fold_term(term).rstrip("*").strip() for term in terms)
+        patterns = [self._char_doc(term) for term in folded if term]
+        if patterns:
+            self.matcher.add(key, patterns)
+
+    def _add_rules(self, target: str, spec: dict) -> None:
+        if spec.get("phrases"):
+            key = f"{target}:phrase"
+            self._add_split(key, spec["phrases"])
+            self.rules.append((target, "phrase", [key]))
+        for index, pair in enumerate(spec.get("pairs") or []):
+            keys = [f"{target}:pair{index}:a", f"{target}:pair{index}:b"]
+            self._add_split(keys[0], pair[0])
+            self._add_split(keys[1], pair[1])
+            self.rules.append((target, "pair", keys))
+
+    def _add_split(self, key: str, terms: list[str]) -> None:
+        """Whole-word and prefix terms of one list go under two keys: key and key+'*'."""
+        exact = [t for t in terms if not str(t).strip().endswith("*")]
+        prefix = [t for t in terms if str(t).strip().endswith("*")]
+        self._add(key, exact)
+        self._add(key + "*", prefix)
+        self.prefix_keys.add(key + "*")
+
+    def _char_doc(self, text: str) -> Doc:
+        return Doc(self.vocab, words=list(text), spaces=[False] * len(text))
+
+    def matches(self, folded: str) -> dict[str, list[_Term]]:
+        """Matched terms per matcher key (prefix keys merged into their base key), boundary-checked."""
+        if not folded:
+            return {}
+        doc = self._char_doc(folded)
+        found: dict[str, list[_Term]] = {}
+        for match_id, start, end in self.matcher(doc):
+            key = self.vocab.strings[match_id]
+            if not self._bounded(folded, start, end, key in self.prefix_keys):
+                continue
+            found.setdefault(key.rstrip("*"), []).append(_Term(start, end))
+        return found
+
+    def _bounded(self, text: str, start: int, end: int, prefix: bool) -> bool:
+        if self.boundary == "none":
+            return True
+        starts_word = start == 0 or not text[start - 1].isalnum()
+        if prefix or self.boundary == "prefix":
+            return starts_word
+        return starts_word and (end == len(text) or not text[end].isalnum())
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for match in SENTENCE_END.finditer(text):
+        bounds.append((start, match.end()))
+        start = match.end()
+    bounds.append((start, len(text)))
+    return bounds
+
+
+def _sentence_of(bounds: list[tuple[int, int]], position: int) -> tuple[int, int]:
+    for start, end in bounds:
+        if start <= position < end:
+            return start, end
+    return bounds[-1]
+
+
+class IndicatorExtractor:
+    """Finds indicators in a message given its language; load once (lexicons of every language)."""
+
+    def __init__(self, directory: Path = LEXICON_DIR) -> None:
+        self.vocab = spacy.blank("xx").vocab
+        self.lexicons: dict[str, LanguageLexicon] = {}
+        for path in sorted(directory.glob("*.yml")):
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            self.lexicons[path.stem] = LanguageLexicon(path.stem, data, self.vocab)
+
+    def extract(self, text: str, languages: list[str]) -> Finding:
+        """Indicators in the text, using the lexicons of the given languages (in order)."""
+        text = text or ""
+        folded = fold(text)
+        finding = Finding()
+        for code in dict.fromkeys(languages):
+            lexicon = self.lexicons.get(code)
+            if lexicon is not None:
+                self._extract_one(lexicon, folded, finding)
+        finding.evidence = _dedupe(finding.evidence)
+        return finding
+
+    def _extract_one(self, lexicon: LanguageLexicon, folded: str, finding: Finding) -> None:
+        found = lexicon.matches(folded)
+        sentences = _sentences(folded)
+        negations = found.get("cue:negation", [])
+        hypotheticals = found.get("cue:hypothetical", [])
+        finding.third_party |= bool(found.get("cue:third_party"))
+        finding.worry |= bool(found.get("cue:worry"))
+        for target, kind, keys in lexicon.rules:
+            for span in _rule_spans(kind, keys, found, sentences):
+                terms, start, end = span
+                if _cancelled(folded, terms, negations, hypotheticals, sentences, lexicon.boundary):
+                    continue
+                if target == "IMMINENT":
+                    finding.imminent = True
+                    finding.imminent_evidence.append((start, end))
+                else:
+                    finding.evidence.append(Evidence(target, start, end))
+                    finding.minor |= target == "MINOR"
+        self._ages(lexicon, folded, sentences, hypotheticals, finding)
+
+    @staticmethod
+    def _ages(lexicon: LanguageLexicon, folded: str, sentences, hypotheticals, finding: Finding) -> None:
+        for pattern in lexicon.age_patterns:
+            for match in pattern.finditer(folded):
+                age = int(match.group("age"))
+                term = _Term(match.start(), match.end())
+                if age < 18 and not _cancelled(folded, [term], [], hypotheticals, sentences, lexicon.boundary):
+                    finding.minor = True
+                    finding.age = age if finding.age is None else min(finding.age, age)
+                    finding.evidence.append(Evidence("MINOR", match.start(), match.end()))
+
+
+def _rule_spans(kind: str, keys: list[str], found: dict[str, list[_Term]], sentences):
+    """(terms, start, end) for each way the rule matches."""
+    if kind == "phrase":
+        for term in found.get(keys[0], []):
+            yield [term], term.start, term.end
+        return
+    for a in found.get(keys[0], []):
+        sentence = _sentence_of(sentences, a.start)
+        for b in found.get(keys[1], []):
+            if a.start == b.start or _overlap(a, b):
+                continue
+            if _sentence_of(sentences, b.start) != sentence:
+                continue
+            start, end = min(a.start, b.start), max(a.end, b.end)
+            if end - start <= PAIR_WINDOW:
+                yield [a, b], start, end
+
+
+def _overlap(a: _Term, b: _Term) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _close_before(folded: str, cue: _Term, term: _Term, boundary: str) -> bool:
+    if cue.end > term.start:
+        return False
+    between = folded[cue.end:term.start]
+    if boundary == "word":
+        return len(re.findall(r"\w+", between)) <= NEGATION_WORDS
+    return len(between.strip()) <= NEGATION_CHARS[boundary]
+
+
+def _cancelled(folded: str, terms: list[_Term], negations: list[_Term], hypotheticals: list[_Term], sentences,
+               boundary: str) -> bool:
+    """A negation cue just before a term (not inside it), or a hypothetical cue earlier in the sentence."""
+    for term in terms:
+        sentence_start, _ = _sentence_of(sentences, term.start)
+        for cue in negations:
+            if any(_overlap(cue, t) for t in terms) or cue.start < sentence_start:
+                continue
+            if _close_before(folded, cue, term, boundary):
+                return True
+    first = min(t.start for t in terms)
+    sentence_start, _ = _sentence_of(sentences, first)
+    return any(sentence_start <= cue.start and cue.end <= first for cue in hypotheticals)
+
+
+def _dedupe(evidence: list[Evidence]) -> list[Evidence]:
+    """One span per indicator where spans overlap (the longest), in text order."""
+    kept: list[Evidence] = []
+    for item in sorted(evidence, key=lambda e: (e.indicator, e.start, -(e.end - e.start))):
+        if kept and kept[-1].indicator == item.indicator and item.start < kept[-1].end:
+            continue
+        kept.append(item)
+    return sorted(kept, key=lambda e: (e.start, e.indicator))
+
+
+@lru_cache(maxsize=1)
+def taxonomy() -> dict[str, dict]:
+    """The reviewed taxonomy, by indicator ID."""
+    data = yaml.safe_load(TAXONOMY.read_text(encoding="utf-8"))
+    return {entry["id"]: entry for entry in data["indicators"]}
