@@ -39,6 +39,8 @@ TAXONOMY = DATA_DIR / "indicators" / "taxonomy.yml"
 #: "prefix" (must start a word, any ending: Korean particles), "none" (anywhere: Chinese, Thai, Arabic).
 BOUNDARY = {"ko": "prefix", "zh": "none", "th": "none", "ar": "none"}
 SENTENCE_END = re.compile(r"[.!?;\n。！？؟]+")
+#: Addresses are quoted text, not the texter's situation ("example.com/passport-taken").
+URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w.-]+\.(?:com|org|net|ca|gov|info|io)(?:/\S*)?", re.IGNORECASE)
 PAIR_WINDOW = 80
 #: How far before a term a negation cue still negates it: words in between (whole-word languages)
 #: or characters in between (the others).
@@ -48,6 +50,8 @@ NEGATION_CHARS = {"prefix": 4, "none": 3}
 
 def fold_char(char: str) -> str:
     """One character, lowercased and without Latin accents; always exactly one character."""
+    if "\ud800" <= char <= "\udfff":
+        return "\ufffd"
     lowered = char.lower()
     if len(lowered) != 1:
         lowered = char
@@ -206,7 +210,8 @@ class IndicatorExtractor:
             lexicon = self.lexicons.get(code)
             if lexicon is not None:
                 self._extract_one(lexicon, folded, finding)
-        finding.evidence = _dedupe(finding.evidence)
+        urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
+        finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         return finding
 
     def _extract_one(self, lexicon: LanguageLexicon, folded: str, finding: Finding) -> None:

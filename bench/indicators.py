@@ -1,0 +1,144 @@
+"""Indicator detection benchmark: the project's extractor against a plain keyword baseline.
+
+Run: ``.venv/bin/python bench/indicators.py``. Reads the labelled evaluation texts in
+``bench/data/indicators/<lang>.jsonl`` (written blind to the lexicons; a test checks that none of
+them appears in the lexicons or the training data), runs ``hotline triage``'s pipeline on each, and
+prints Markdown tables: precision, recall and F1 per indicator and per language, imminent recall
+and false alarms, MINOR-with-SEX recall (risk at least high), and messages per second.
+The baseline marks an indicator when any single term of its lexicon entries occurs anywhere in the
+text, with no negation, hypothetical, boundary or pairing logic.
+Targets (issue 3): micro-F1 >= 0.90 overall and >= 0.80 per language; imminent recall 100% with at
+most 2% false alarms; MINOR-with-SEX recall 100%; at least 200 messages per second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.triage.indicators import fold, fold_term  # noqa: E402
+from bot.triage.pipeline import Triage  # noqa: E402
+from bot.triage.risk import LEVELS  # noqa: E402
+
+import yaml  # noqa: E402
+
+DATA = ROOT / "bench" / "data" / "indicators"
+LEXICONS = ROOT / "data" / "indicators" / "lexicon"
+
+
+def load_rows() -> list[dict]:
+    rows = []
+    for path in sorted(DATA.glob("*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            if line.strip():
+                rows.append({**json.loads(line), "lang": path.stem})
+    return rows
+
+
+class KeywordBaseline:
+    """Any single lexicon term anywhere in the text (of the labelled language and English)."""
+
+    def __init__(self) -> None:
+        self.terms: dict[str, dict[str, set[str]]] = {}
+        for path in LEXICONS.glob("*.yml"):
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            entries = dict(data.get("indicators") or {})
+            entries["IMMINENT"] = data.get("imminent") or {}
+            self.terms[path.stem] = {
+                target: {fold_term(t).rstrip("*") for t in spec.get("phrases") or []}
+                | {fold_term(t).rstrip("*") for pair in spec.get("pairs") or [] for side in pair for t in side}
+                for target, spec in entries.items()
+            }
+
+    def run(self, text: str, lang: str) -> tuple[set[str], bool]:
+        folded = fold(text)
+        found = set()
+        for code in {lang, "en"}:
+            for target, terms in self.terms.get(code, {}).items():
+                if any(term and term in folded for term in terms):
+                    found.add(target)
+        return found - {"IMMINENT"}, "IMMINENT" in found
+
+
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def score(rows: list[dict], predictions: list[tuple[set[str], bool, str]]) -> dict:
+    by_indicator = defaultdict(lambda: [0, 0, 0])
+    by_lang = defaultdict(lambda: [0, 0, 0])
+    imminent_hits = imminent_total = false_alarms = not_imminent = 0
+    minor_sex_hits = minor_sex_total = 0
+    for row, (found, imminent, risk) in zip(rows, predictions):
+        gold = set(row["indicators"])
+        for ind in found | gold:
+            cell = (ind in found and ind in gold, ind in found and ind not in gold, ind in gold and ind not in found)
+            for table in (by_indicator[ind], by_lang[row["lang"]]):
+                for i, flag in enumerate(cell):
+                    table[i] += flag
+        if row.get("imminent"):
+            imminent_total += 1
+            imminent_hits += imminent
+        else:
+            not_imminent += 1
+            false_alarms += imminent
+        if {"MINOR", "SEX"} <= gold:
+            minor_sex_total += 1
+            minor_sex_hits += LEVELS.index(risk) >= LEVELS.index("high")
+    total = [sum(v[i] for v in by_lang.values()) for i in range(3)]
+    return {
+        "indicator": {k: prf(*v) for k, v in by_indicator.items()},
+        "lang": {k: prf(*v) for k, v in by_lang.items()},
+        "micro": prf(*total),
+        "imminent_recall": imminent_hits / imminent_total if imminent_total else 1.0,
+        "imminent_total": imminent_total,
+        "false_alarm_rate": false_alarms / not_imminent if not_imminent else 0.0,
+        "minor_sex_recall": minor_sex_hits / minor_sex_total if minor_sex_total else 1.0,
+        "minor_sex_total": minor_sex_total,
+    }
+
+
+def main() -> None:
+    rows = load_rows()
+    triage = Triage()
+    start = time.perf_counter()
+    outputs = [triage.run(row["text"]) for row in rows]
+    rate = len(rows) / (time.perf_counter() - start)
+    ours = score(rows, [(set(o["indicators"]), o["imminent"], o["risk"]) for o in outputs])
+    baseline = KeywordBaseline()
+    base_predictions = []
+    for row in rows:
+        found, imminent = baseline.run(row["text"], row["lang"])
+        base_predictions.append((found, imminent, "high" if imminent or {"MINOR", "SEX"} <= found else "medium"))
+    base = score(rows, base_predictions)
+    print(f"{len(rows)} labelled texts in {len(ours['lang'])} languages; "
+          f"{ours['imminent_total']} imminent; project pipeline {rate:.0f} messages/second.\n")
+    print("| language | project P | R | F1 | keyword baseline F1 |\n|---|---|---|---|---|")
+    for lang in sorted(ours["lang"]):
+        p, r, f = ours["lang"][lang]
+        print(f"| {lang} | {p:.2f} | {r:.2f} | {f:.2f} | {base['lang'][lang][2]:.2f} |")
+    p, r, f = ours["micro"]
+    print(f"| **micro, all** | {p:.2f} | {r:.2f} | **{f:.2f}** | {base['micro'][2]:.2f} |\n")
+    print("| indicator | project P | R | F1 | keyword baseline F1 |\n|---|---|---|---|---|")
+    for ind in sorted(ours["indicator"]):
+        p, r, f = ours["indicator"][ind]
+        print(f"| {ind} | {p:.2f} | {r:.2f} | {f:.2f} | {base['indicator'].get(ind, (0, 0, 0))[2]:.2f} |")
+    print("\n| measure | project | keyword baseline |\n|---|---|---|")
+    print(f"| imminent recall | {ours['imminent_recall']:.1%} | {base['imminent_recall']:.1%} |")
+    print(f"| imminent false alarms | {ours['false_alarm_rate']:.1%} | {base['false_alarm_rate']:.1%} |")
+    print(f"| MINOR with SEX at risk high+ ({ours['minor_sex_total']} texts) | {ours['minor_sex_recall']:.1%} | "
+          f"{base['minor_sex_recall']:.1%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Indicators, evidence, imminent danger, minors and risk, in every supported language.
+
+Texts here are the tests' own (not the benchmark's evaluation set).
+"""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bot import PROJECT_ROOT
+from bot.triage.indicators import IndicatorExtractor, fold, taxonomy
+from bot.triage.risk import higher, risk_level
+
+LANGUAGES = ["en", "fr", "es", "tl", "pa", "hi", "zh", "vi", "uk", "ar", "ko", "th"]
+IDS = {"DOC", "DEBT", "WAGE", "MOVE", "ISOL", "THREAT", "IMMIG", "DECEPT", "HOURS", "COND", "VIOL", "SEX", "MINOR", "CRIM"}
+
+# language: (documents held, the same negated, danger now, an age under 18)
+CASES = {
+    "en": ("my boss keeps my passport", "he didn't take my passport", "he is outside with a knife", "I'm 16"),
+    "fr": ("mon patron garde mon passeport", "il a pas pris mon passeport", "il est dehors avec un couteau", "j'ai 15 ans"),
+    "es": ("el patron me quito el pasaporte", "el patron no me quito el pasaporte", "me esta golpeando ahorita",
+           "tengo 17 años"),
+    "tl": ("kinuha ng amo ko ang passport ko", "hindi kinuha ng amo ko ang passport ko",
+           "nasa labas siya may dalang kutsilyo", "16 anyos pa lang ako"),
+    "pa": ("ਮਾਲਕ ਨੇ ਮੇਰਾ ਪਾਸਪੋਰਟ ਰੱਖ ਲਿਆ", "ਮਾਲਕ ਨੇ ਮੇਰਾ ਪਾਸਪੋਰਟ ਨਹੀਂ ਲਿਆ", "ਉਹ ਹੁਣ ਬਾਹਰ ਚਾਕੂ ਲੈ ਕੇ ਖੜ੍ਹਾ ਹੈ",
+           "ਮੈਂ 16 ਸਾਲ ਦੀ ਹਾਂ"),
+    "hi": ("मालिक ने मेरा पासपोर्ट रख लिया", "मालिक ने मेरा पासपोर्ट नहीं लिया", "वो अभी बाहर चाकू लेकर खड़ा है",
+           "मैं 16 साल की हूँ"),
+    "zh": ("老板拿走了我的护照", "老板没有拿走我的护照", "他现在在门外拿着刀", "我16岁"),
+    "vi": ("ông chủ giữ hộ chiếu của tôi", "ông chủ không giữ hộ chiếu của tôi", "hắn đang ở ngoài cửa cầm dao",
+           "em 16 tuổi"),
+    "uk": ("роботодавець забрав мій паспорт", "роботодавець не забрав мій паспорт", "він зараз під дверима з ножем",
+           "мені 16 років"),
+    "ar": ("صاحب العمل أخذ جواز سفري", "صاحب العمل لم يأخذ جواز سفري", "هو الآن عند الباب ومعه سكين", "عمري 16 سنة"),
+    "ko": ("사장님이 제 여권을 가져갔어요", "사장님이 제 여권을 안 가져갔어요", "지금 밖에서 칼을 들고 있어요", "저는 16살이에요"),
+    "th": ("นายจ้างยึดพาสปอร์ตของฉัน", "นายจ้างไม่ได้ยึดพาสปอร์ตของฉัน", "เขาอยู่ข้างนอกถือมีดอยู่ตอนนี้", "หนูอายุ 16"),
+}
+
+
+@pytest.fixture(scope="module")
+def extractor() -> IndicatorExtractor:
+    return IndicatorExtractor()
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_lexicon_exists_is_reviewed_and_covers_every_indicator(code):
+    data = yaml.safe_load((PROJECT_ROOT / "data" / "indicators" / "lexicon" / f"{code}.yml").read_text(encoding="utf-8"))
+    assert data["language"] == code and data["reviewed"] and data["source"]
+    assert set(data["indicators"]) == IDS
+    assert data["indicators"]["MINOR"]["age_patterns"]
+    assert data["imminent"]["phrases"] and data["cues"]["negation"]
+
+
+def test_taxonomy_has_the_shared_ids_with_definitions():
+    entries = taxonomy()
+    assert set(entries) == IDS
+    assert all(e["definition"] and e["ilo"] and e["htcds"] and e["severity"] in (1, 2, 3) for e in entries.values())
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_documents_held_with_evidence(extractor, code):
+    text = CASES[code][0]
+    finding = extractor.extract(text, [code])
+    assert "DOC" in finding.indicators
+    evidence = [e for e in finding.evidence if e.indicator == "DOC"]
+    assert evidence and all(0 <= e.start < e.end <= len(text) for e in evidence)
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_negated_documents_are_not_an_indicator(extractor, code):
+    assert "DOC" not in extractor.extract(CASES[code][1], [code]).indicators
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_danger_now_is_imminent(extractor, code):
+    finding = extractor.extract(CASES[code][2], [code])
+    assert finding.imminent
+    assert risk_level(finding.indicators, finding.imminent) == "imminent"
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_age_under_18_is_minor(extractor, code):
+    finding = extractor.extract(CASES[code][3], [code])
+    assert finding.minor and "MINOR" in finding.indicators and finding.age is not None and finding.age < 18
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["what if my boss keeps my ID?", "can an employer keep my passport?", "I left my passport at home",
+     "i owe my sister 20 dollars", "my phone broke", "I'm 18 now", "I work 8 hours a day, it's fine",
+     "the movie had a knife fight", "https://example.com/passport-taken", "I want to kill time"],
+)
+def test_english_tricky_texts_are_not_indicators(extractor, text):
+    finding = extractor.extract(text, ["en"])
+    assert finding.indicators == [] and not finding.imminent
+
+
+def test_third_party_is_recorded_and_still_an_indicator(extractor):
+    finding = extractor.extract("my friend can't leave the salon, the owner locks the door", ["en"])
+    assert finding.third_party and "MOVE" in finding.indicators
+
+
+def test_evidence_offsets_point_into_the_original_text_with_accents(extractor):
+    text = "Ayúdenme: el patrón me quitó el pasaporte y no me paga"
+    finding = extractor.extract(text, ["es"])
+    assert {"DOC", "WAGE"} <= set(finding.indicators)
+    for item in finding.evidence:
+        assert fold(text[item.start:item.end]) == fold(text)[item.start:item.end]
+        assert text[item.start:item.end].strip()
+
+
+def test_an_indicator_word_inside_another_word_is_not_a_match(extractor):
+    assert "VIOL" not in extractor.extract("white paint on the wall", ["en"]).indicators
+    assert "DEBT" not in extractor.extract("the power went out", ["en"]).indicators
+
+
+@pytest.mark.parametrize("text", ["", "   ", "🙏🙏", "12345", "x" * 10_000, "\x00\x01", "\ud800 broken"])
+def test_bad_input_never_crashes(extractor, text):
+    for code in LANGUAGES:
+        extractor.extract(text, [code])
+
+
+def test_risk_levels():
+    assert risk_level([], imminent=True) == "imminent"
+    assert risk_level([], safe_now=False) == "imminent"
+    assert risk_level(["MINOR", "SEX"]) == "high"
+    assert risk_level(["VIOL"]) == "high"
+    assert risk_level(["THREAT"]) == "high"
+    assert risk_level(["DOC", "WAGE", "HOURS"]) == "high"
+    assert risk_level(["DOC", "WAGE"]) == "medium"
+    assert risk_level(["MINOR"]) == "medium"
+    assert risk_level([], worry=True) == "low"
+    assert risk_level([]) == "none"
+    assert higher("medium", "low") == "medium" and higher("none", "imminent") == "imminent"
