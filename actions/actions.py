@@ -8,18 +8,24 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.conversation.language import language_slots, menu_slots
-from bot.nlu.components import LANGUAGE_DETECTION
+from bot.conversation.triage import triage_slots
+from bot.nlu.components import LANGUAGE_DETECTION, TRIAGE
+
+TRIAGE_SLOTS = ("indicators", "indicator_evidence", "imminent", "danger_now", "minor", "third_party", "risk", "safe_now")
 
 
 class ValidateSlotMappings(Action):
-    """Runs after every texter message: keeps the conversation's language up to date."""
+    """Runs after every texter message: the conversation's language, and the indicators, evidence
+    and risk found so far."""
 
     def name(self) -> str:
         return "action_validate_slot_mappings"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        detection = (tracker.latest_message or {}).get(LANGUAGE_DETECTION)
-        slots = language_slots(tracker.get_slot("language"), detection)
+        latest = tracker.latest_message or {}
+        slots = language_slots(tracker.get_slot("language"), latest.get(LANGUAGE_DETECTION))
+        current = {name: tracker.get_slot(name) for name in TRIAGE_SLOTS}
+        slots.update(triage_slots(current, latest.get(TRIAGE), latest.get("message_id")))
         return [SlotSet(name, value) for name, value in slots.items() if tracker.get_slot(name) != value]
 
 

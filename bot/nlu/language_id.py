@@ -322,12 +322,12 @@ class LanguageIdentifier:
         vi_valid = sum(1 for w in words if w in self.data.vietnamese or _VI_SYLLABLE.match(w)) / len(words)
         if vi_valid >= self.VIETNAMESE_MIN_VALID and vi_share >= self.VIETNAMESE_MIN_MARKERS and len(words) >= 3:
             vi_share = max(vi_share, self.VIETNAMESE_MIN_SHARE)
-        lexical = markers >= self.ROMANIZED_MIN_MARKERS and share >= self.ROMANIZED_MIN_SHARE
-        probabilities = self._romanized_model.romanized_probabilities(text)
-        learned = sum(probabilities.values())
-        learned_ok = learned >= self.ROMANIZED_MIN_PROBABILITY and markers >= 1  # one marker word at least
-        if (lexical or learned_ok) and max(share, learned) >= vi_share:
-            return self._romanized(probabilities, evidence, max(learned, min(1.0, share + 0.5)))
+        if markers:  # the learned model is consulted only when a marker word is present
+            lexical = markers >= self.ROMANIZED_MIN_MARKERS and share >= self.ROMANIZED_MIN_SHARE
+            probabilities = self._romanized_model.romanized_probabilities(text)
+            learned = sum(probabilities.values())
+            if (lexical or learned >= self.ROMANIZED_MIN_PROBABILITY) and max(share, learned) >= vi_share:
+                return self._romanized(probabilities, evidence, max(learned, min(1.0, share + 0.5)))
         if vi_share >= self.VIETNAMESE_MIN_SHARE:
             confidence = min(0.99, 0.4 + vi_share / 2)
             return self._result("vi", confidence, "lexicon", {"vi": confidence})

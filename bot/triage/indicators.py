@@ -153,11 +153,8 @@ class LanguageLexicon:
     def _char_doc(self, text: str) -> Doc:
         return Doc(self.vocab, words=list(text), spaces=[False] * len(text))
 
-    def matches(self, folded: str) -> dict[str, list[_Term]]:
+    def matches(self, folded: str, doc: Doc) -> dict[str, list[_Term]]:
         """Matched terms per matcher key (prefix keys merged into their base key), boundary-checked."""
-        if not folded:
-            return {}
-        doc = self._char_doc(folded)
         found: dict[str, list[_Term]] = {}
         for match_id, start, end in self.matcher(doc):
             key = self.vocab.strings[match_id]
@@ -206,16 +203,19 @@ class IndicatorExtractor:
         text = text or ""
         folded = fold(text)
         finding = Finding()
+        if not folded.strip():
+            return finding
+        doc = Doc(self.vocab, words=list(folded), spaces=[False] * len(folded))
         for code in dict.fromkeys(languages):
             lexicon = self.lexicons.get(code)
             if lexicon is not None:
-                self._extract_one(lexicon, folded, finding)
+                self._extract_one(lexicon, folded, doc, finding)
         urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
         finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         return finding
 
-    def _extract_one(self, lexicon: LanguageLexicon, folded: str, finding: Finding) -> None:
-        found = lexicon.matches(folded)
+    def _extract_one(self, lexicon: LanguageLexicon, folded: str, doc: Doc, finding: Finding) -> None:
+        found = lexicon.matches(folded, doc)
         sentences = _sentences(folded)
         negations = found.get("cue:negation", [])
         hypotheticals = found.get("cue:hypothetical", [])

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.nlu.tokenizers.tokenizer import Tokenizer
 from rasa.shared.nlu.training_data.message import Message
 
 from bot import PROJECT_ROOT
@@ -23,7 +24,8 @@ RISK_LEVELS = ("none", "low", "medium", "high", "imminent")
 
 
 def project_components(config_path: Path = PROJECT_ROOT / "config.yml") -> list[Any]:
-    """Instances of the project's own NLU components of the pipeline, in pipeline order."""
+    """Instances of the project's own NLU components of the pipeline that add triage data (not
+    the tokenizer, which only feeds the intent classifier), in pipeline order."""
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     context = ExecutionContext(GraphSchema({}), "triage")
     components = []
@@ -33,6 +35,8 @@ def project_components(config_path: Path = PROJECT_ROOT / "config.yml") -> list[
             continue
         module_name, class_name = name.rsplit(".", 1)
         cls = getattr(importlib.import_module(module_name), class_name)
+        if issubclass(cls, Tokenizer):
+            continue
         options = {**cls.get_default_config(), **{k: v for k, v in step.items() if k != "name"}}
         components.append(cls.create(options, None, None, context))
     return components

@@ -1,0 +1,38 @@
+"""Indicators accumulated over a conversation, kept in slots for the handoff summary.
+
+After every texter message, the slot validation action passes the message's ``triage`` parse data
+(from ``bot.nlu.components.IndicatorExtractor``) and the current slots to ``triage_slots``. The
+evidence keeps the texter's own words, so an agent sees what was said, in the language it was said.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bot.triage.risk import higher, risk_level
+
+MAX_EVIDENCE = 50  # a very long conversation keeps its first fifty pieces of evidence
+
+
+def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_id: str | None) -> dict[str, Any]:
+    """New values of the triage slots after one message (only the slots that change)."""
+    if not triage:
+        return {}
+    evidence = list(slots.get("indicator_evidence") or [])
+    seen = {(e["indicator"], e["text"]) for e in evidence}
+    for item in triage.get("evidence", []):
+        if (item["indicator"], item["text"]) not in seen and len(evidence) < MAX_EVIDENCE:
+            evidence.append({**item, "message_id": message_id})
+            seen.add((item["indicator"], item["text"]))
+    indicators = sorted({e["indicator"] for e in evidence} | set(slots.get("indicators") or []))
+    imminent = bool(slots.get("imminent")) or bool(triage.get("imminent"))
+    risk = risk_level(indicators, imminent, slots.get("safe_now"), worry=triage.get("risk") == "low")
+    new = {
+        "indicators": indicators,
+        "indicator_evidence": evidence,
+        "imminent": imminent,
+        "danger_now": bool(triage.get("imminent")),
+        "minor": bool(slots.get("minor")) or bool(triage.get("minor")),
+        "third_party": bool(slots.get("third_party")) or bool(triage.get("third_party")),
+        "risk": higher(slots.get("risk") or "none", risk),
+    }
+    return {name: value for name, value in new.items() if slots.get(name) != value}

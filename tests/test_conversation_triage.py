@@ -1,0 +1,60 @@
+"""Indicators accumulate over a conversation with their evidence; risk never goes down."""
+from __future__ import annotations
+
+from bot.conversation.triage import triage_slots
+
+
+def triage(evidence=(), imminent=False, minor=False, third_party=False, risk="none"):
+    return {"evidence": [{"indicator": i, "start": 0, "end": len(t), "text": t} for i, t in evidence],
+            "indicators": sorted({i for i, _ in evidence}), "imminent": imminent, "minor": minor,
+            "third_party": third_party, "risk": risk}
+
+
+def test_indicators_accumulate_across_messages_with_their_evidence():
+    slots = {}
+    slots.update(triage_slots(slots, triage([("DOC", "took my passport")]), "m1"))
+    slots.update(triage_slots(slots, triage([("WAGE", "no me paga")]), "m2"))
+    assert slots["indicators"] == ["DOC", "WAGE"]
+    assert [(e["indicator"], e["text"], e["message_id"]) for e in slots["indicator_evidence"]] == [
+        ("DOC", "took my passport", "m1"), ("WAGE", "no me paga", "m2")]
+    assert slots["risk"] == "medium"
+
+
+def test_third_indicator_makes_risk_high_and_it_stays_high():
+    slots = {}
+    for i, ind in enumerate(["DOC", "WAGE", "HOURS"]):
+        slots.update(triage_slots(slots, triage([(ind, ind.lower())]), f"m{i}"))
+    assert slots["risk"] == "high"
+    slots.update(triage_slots(slots, triage([]), "m9"))
+    assert slots["risk"] == "high"
+
+
+def test_imminent_danger_is_remembered_but_danger_now_is_per_message():
+    slots = {}
+    slots.update(triage_slots(slots, triage(imminent=True), "m1"))
+    assert slots["imminent"] and slots["danger_now"] and slots["risk"] == "imminent"
+    slots.update(triage_slots(slots, triage(), "m2"))
+    assert slots["imminent"] and not slots["danger_now"] and slots["risk"] == "imminent"
+
+
+def test_repeated_evidence_is_not_duplicated():
+    slots = {}
+    slots.update(triage_slots(slots, triage([("DOC", "took my passport")]), "m1"))
+    assert "indicator_evidence" not in triage_slots(slots, triage([("DOC", "took my passport")]), "m2")
+
+
+def test_minor_and_third_party_stick():
+    slots = {}
+    slots.update(triage_slots(slots, triage([("MINOR", "I'm 16")], minor=True, third_party=True), "m1"))
+    slots.update(triage_slots(slots, triage(), "m2"))
+    assert slots["minor"] and slots["third_party"]
+
+
+def test_not_safe_right_now_is_imminent():
+    slots = {"safe_now": False}
+    slots.update(triage_slots(slots, triage(), "m1"))
+    assert slots["risk"] == "imminent"
+
+
+def test_no_triage_data_changes_nothing():
+    assert triage_slots({"risk": "medium"}, None, "m1") == {}
