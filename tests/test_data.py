@@ -109,3 +109,27 @@ def test_rasa_data_validate_passes():
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+INDICATOR_EVAL = PROJECT_ROOT / "bench" / "data" / "indicators"
+INDICATOR_IDS = {"DOC", "DEBT", "WAGE", "MOVE", "ISOL", "THREAT", "IMMIG", "DECEPT", "HOURS", "COND", "VIOL", "SEX",
+                 "MINOR", "CRIM"}
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_indicator_evaluation_set_is_large_enough_and_labelled_with_the_shared_ids(code):
+    rows = [json.loads(line) for line in (INDICATOR_EVAL / f"{code}.jsonl").open(encoding="utf-8")]
+    assert len(rows) >= 40
+    assert sum(not r["indicators"] or r["kind"] != "positive" for r in rows) >= len(rows) // 3
+    assert all(set(r["indicators"]) <= INDICATOR_IDS for r in rows)
+
+
+def test_indicator_evaluation_texts_are_not_in_lexicons_or_training_data():
+    lexicons = " ".join(_norm(p.read_text(encoding="utf-8"))
+                        for p in (PROJECT_ROOT / "data" / "indicators" / "lexicon").glob("*.yml"))
+    training = {
+        _norm(line) for path in NLU.glob("*.yml") for lines in _examples(path).values() for line in lines
+    }
+    rows = [json.loads(line) for path in INDICATOR_EVAL.glob("*.jsonl") for line in path.open(encoding="utf-8")]
+    leaked = [r["text"] for r in rows if _norm(r["text"]) in training or _norm(r["text"]) in lexicons]
+    assert not leaked

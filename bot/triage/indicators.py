@@ -41,7 +41,7 @@ BOUNDARY = {"ko": "prefix", "zh": "none", "th": "none", "ar": "none"}
 SENTENCE_END = re.compile(r"[.!?;\n。！？؟]+")
 #: Addresses are quoted text, not the texter's situation ("example.com/passport-taken").
 URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w.-]+\.(?:com|org|net|ca|gov|info|io)(?:/\S*)?", re.IGNORECASE)
-PAIR_WINDOW = 80
+PAIR_WINDOW = {"pairs": 80, "near_pairs": 30}
 #: How far before a term a negation cue still negates it: words in between (whole-word languages)
 #: or characters in between (the others).
 NEGATION_WORDS = 2
@@ -118,7 +118,7 @@ class LanguageLexicon:
         self.prefix_keys: set[str] = set()
         self.rules: list[tuple[str, str, list[str]]] = []  # (target, kind, matcher keys)
         cues = data.get("cues") or {}
-        for cue in ("negation", "hypothetical", "third_party", "worry"):
+        for cue in ("negation", "negation_after", "hypothetical", "hypothetical_after", "third_party", "worry"):
             self._add_split(f"cue:{cue}", cues.get(cue) or [])
         for indicator, spec in (data.get("indicators") or {}).items():
             self._add_rules(indicator, spec or {})
@@ -136,11 +136,12 @@ class LanguageLexicon:
             key = f"{target}:phrase"
             self._add_split(key, spec["phrases"])
             self.rules.append((target, "phrase", [key]))
-        for index, pair in enumerate(spec.get("pairs") or []):
-            keys = [f"{target}:pair{index}:a", f"{target}:pair{index}:b"]
-            self._add_split(keys[0], pair[0])
-            self._add_split(keys[1], pair[1])
-            self.rules.append((target, "pair", keys))
+        for kind in ("pairs", "near_pairs"):
+            for index, pair in enumerate(spec.get(kind) or []):
+                keys = [f"{target}:{kind}{index}:a", f"{target}:{kind}{index}:b"]
+                self._add_split(keys[0], pair[0])
+                self._add_split(keys[1], pair[1])
+                self.rules.append((target, kind, keys))
 
     def _add_split(self, key: str, terms: list[str]) -> None:
         """Whole-word and prefix terms of one list go under two keys: key and key+'*'."""
@@ -217,8 +218,8 @@ class IndicatorExtractor:
     def _extract_one(self, lexicon: LanguageLexicon, folded: str, doc: Doc, finding: Finding) -> None:
         found = lexicon.matches(folded, doc)
         sentences = _sentences(folded)
-        negations = found.get("cue:negation", [])
-        hypotheticals = found.get("cue:hypothetical", [])
+        negations = (found.get("cue:negation", []), found.get("cue:negation_after", []))
+        hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
         finding.third_party |= bool(found.get("cue:third_party"))
         finding.worry |= bool(found.get("cue:worry"))
         for target, kind, keys in lexicon.rules:
@@ -240,7 +241,7 @@ class IndicatorExtractor:
             for match in pattern.finditer(folded):
                 age = int(match.group("age"))
                 term = _Term(match.start(), match.end())
-                if age < 18 and not _cancelled(folded, [term], [], hypotheticals, sentences, lexicon.boundary):
+                if age < 18 and not _cancelled(folded, [term], ([], []), hypotheticals, sentences, lexicon.boundary):
                     finding.minor = True
                     finding.age = age if finding.age is None else min(finding.age, age)
                     finding.evidence.append(Evidence("MINOR", match.start(), match.end()))
@@ -260,7 +261,7 @@ def _rule_spans(kind: str, keys: list[str], found: dict[str, list[_Term]], sente
             if _sentence_of(sentences, b.start) != sentence:
                 continue
             start, end = min(a.start, b.start), max(a.end, b.end)
-            if end - start <= PAIR_WINDOW:
+            if end - start <= PAIR_WINDOW[kind]:
                 yield [a, b], start, end
 
 
@@ -268,28 +269,38 @@ def _overlap(a: _Term, b: _Term) -> bool:
     return a.start < b.end and b.start < a.end
 
 
-def _close_before(folded: str, cue: _Term, term: _Term, boundary: str) -> bool:
-    if cue.end > term.start:
+def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int) -> bool:
+    """Whether ``first`` ends shortly before ``second`` starts, in the same clause (a comma in
+    between, as in the reply "no, he took my passport", separates them)."""
+    if first.end > second.start:
         return False
-    between = folded[cue.end:term.start]
+    between = folded[first.end:second.start]
+    if re.search(r"[,:;—–]", between):
+        return False
     if boundary == "word":
-        return len(re.findall(r"\w+", between)) <= NEGATION_WORDS
+        return len(re.findall(r"\w+", between)) <= words
     return len(between.strip()) <= NEGATION_CHARS[boundary]
 
 
-def _cancelled(folded: str, terms: list[_Term], negations: list[_Term], hypotheticals: list[_Term], sentences,
-               boundary: str) -> bool:
-    """A negation cue just before a term (not inside it), or a hypothetical cue earlier in the sentence."""
+def _cancelled(folded: str, terms: list[_Term], negations: tuple[list[_Term], list[_Term]],
+               hypotheticals: tuple[list[_Term], list[_Term]], sentences, boundary: str) -> bool:
+    """A negation cue just before a term or (for languages that negate after the verb: French
+    "frappe pas", Korean 않) just after it, not inside it; a hypothetical cue earlier in the
+    sentence; or a sentence-final rights-question cue later in it (Chinese 合法吗, Korean 되나요)."""
+    before_terms, after_terms = negations
     for term in terms:
-        sentence_start, _ = _sentence_of(sentences, term.start)
-        for cue in negations:
-            if any(_overlap(cue, t) for t in terms) or cue.start < sentence_start:
-                continue
-            if _close_before(folded, cue, term, boundary):
+        for cue in before_terms:
+            if not any(_overlap(cue, t) for t in terms) and _close(folded, cue, term, boundary, NEGATION_WORDS):
                 return True
-    first = min(t.start for t in terms)
-    sentence_start, _ = _sentence_of(sentences, first)
-    return any(sentence_start <= cue.start and cue.end <= first for cue in hypotheticals)
+        for cue in after_terms:
+            if not any(_overlap(cue, t) for t in terms) and _close(folded, term, cue, boundary, 1):
+                return True
+    before, after = hypotheticals
+    first, last = min(t.start for t in terms), max(t.end for t in terms)
+    sentence_start, sentence_end = _sentence_of(sentences, first)
+    if any(sentence_start <= cue.start and cue.end <= first for cue in before):
+        return True
+    return any(last <= cue.start and cue.end <= sentence_end for cue in after)
 
 
 def _dedupe(evidence: list[Evidence]) -> list[Evidence]:
