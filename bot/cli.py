@@ -13,6 +13,7 @@ def _quiet_libraries() -> None:
     """TensorFlow and Rasa print banners and warnings on import; keep stdout for results."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -50,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the whole stack on the embedded default (DESIGN.md contract 3)."""
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     from bot.stack import run_stack
 
     return run_stack(train_if_missing=not args.no_train)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
 #: DIET epochs for the test model: enough for the held-out accuracy target, quick on 2 cores.
 TEST_EPOCHS = int(os.environ.get("HOTLINE_TEST_EPOCHS", "20"))

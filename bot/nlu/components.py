@@ -60,8 +60,7 @@ class LanguageDetector(GraphComponent):
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER], is_trainable=False)
 class MultilingualTokenizer(WhitespaceTokenizer):
-    """Whitespace tokenization, but spaCy's segmenters for Chinese and Thai, which use no spaces,
-    and syllables for Korean (the featurizer's word bigrams then see its stems without particles).
+    """Whitespace tokenization, but spaCy's segmenters for Chinese and Thai, which use no spaces.
 
     Emoji are kept as tokens: "👍" is an answer on a phone.
     """
@@ -87,9 +86,6 @@ class MultilingualTokenizer(WhitespaceTokenizer):
         language = needs_segmentation(text or "")
         if attribute != "text" or language is None:
             return super().tokenize(message, attribute)
-        if language == "syllables":
-            tokens = [Token(char, i) for i, char in enumerate(text) if char.isalnum()]
-            return self._apply_token_pattern(tokens) or [Token(text, 0)]
         doc = self._segmenter(language)(text)
         tokens = [Token(t.text, t.idx) for t in doc if not t.is_space and not t.is_punct]
         return self._apply_token_pattern(tokens) or [Token(text, 0)]

@@ -68,7 +68,6 @@ def dominant_script(counts: Counter[str]) -> str | None:
 
 
 def needs_segmentation(text: str) -> str | None:
-    """How to split this text when whitespace cannot: 'zh' or 'th' (spaCy's segmenters), or
-    'syllables' for Korean, whose words carry attached particles ("여권을", "여권이")."""
+    """The spaCy language whose tokenizer must split this text ('zh' or 'th'), if whitespace cannot."""
     script = dominant_script(script_counts(text))
-    return {"han": "zh", "thai": "th", "hangul": "syllables"}.get(script or "")
+    return {"han": "zh", "thai": "th"}.get(script or "")

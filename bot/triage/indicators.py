@@ -42,6 +42,7 @@ SENTENCE_END = re.compile(r"[.!?;\n。！？؟]+")
 #: Addresses are quoted text, not the texter's situation ("example.com/passport-taken").
 URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w.-]+\.(?:com|org|net|ca|gov|info|io)(?:/\S*)?", re.IGNORECASE)
 PAIR_WINDOW = {"pairs": 80, "near_pairs": 30}
+NOW_WINDOW = 40
 #: How far before a term a negation cue still negates it: words in between (whole-word languages)
 #: or characters in between (the others).
 NEGATION_WORDS = 2
@@ -118,7 +119,8 @@ class LanguageLexicon:
         self.prefix_keys: set[str] = set()
         self.rules: list[tuple[str, str, list[str]]] = []  # (target, kind, matcher keys)
         cues = data.get("cues") or {}
-        for cue in ("negation", "negation_after", "hypothetical", "hypothetical_after", "third_party", "worry"):
+        for cue in ("negation", "negation_after", "hypothetical", "hypothetical_after", "third_party", "worry", "now",
+                    "past"):
             self._add_split(f"cue:{cue}", cues.get(cue) or [])
         for indicator, spec in (data.get("indicators") or {}).items():
             self._add_rules(indicator, spec or {})
@@ -234,6 +236,25 @@ class IndicatorExtractor:
                     finding.evidence.append(Evidence(target, start, end))
                     finding.minor |= target == "MINOR"
         self._ages(lexicon, folded, sentences, hypotheticals, finding)
+        self._violence_now(found, sentences, finding)
+
+    @staticmethod
+    def _violence_now(found: dict[str, list[_Term]], sentences, finding: Finding) -> None:
+        """Violence or a threat with a "now" cue close by ("he is hitting me now", "지금 맞고 있어요")
+        is imminent, unless a "past" cue is closer ("he hit me yesterday, now I'm scared")."""
+        nows, pasts = found.get("cue:now", []), found.get("cue:past", [])
+        for item in finding.evidence:
+            if item.indicator not in ("VIOL", "THREAT"):
+                continue
+            term = _Term(item.start, item.end)
+            sentence = _sentence_of(sentences, item.start)
+            now = _nearest(term, [c for c in nows if _sentence_of(sentences, c.start) == sentence])
+            if now is None or now > NOW_WINDOW:
+                continue
+            past = _nearest(term, [c for c in pasts if _sentence_of(sentences, c.start) == sentence])
+            if past is None or past > now:
+                finding.imminent = True
+                finding.imminent_evidence.append((item.start, item.end))
 
     @staticmethod
     def _ages(lexicon: LanguageLexicon, folded: str, sentences, hypotheticals, finding: Finding) -> None:
@@ -263,6 +284,16 @@ def _rule_spans(kind: str, keys: list[str], found: dict[str, list[_Term]], sente
             start, end = min(a.start, b.start), max(a.end, b.end)
             if end - start <= PAIR_WINDOW[kind]:
                 yield [a, b], start, end
+
+
+def _nearest(term: _Term, cues: list[_Term]) -> int | None:
+    """Characters between the term and the nearest cue (0 when they touch or overlap)."""
+    gaps = [max(cue.start - term.end, term.start - cue.end, 0) for cue in cues if not _inside(cue, term)]
+    return min(gaps) if gaps else None
+
+
+def _inside(cue: _Term, term: _Term) -> bool:
+    return term.start <= cue.start and cue.end <= term.end
 
 
 def _overlap(a: _Term, b: _Term) -> bool:
