@@ -4,10 +4,10 @@ from __future__ import annotations
 from bot.conversation.triage import triage_slots
 
 
-def triage(evidence=(), imminent=False, minor=False, third_party=False, risk="none"):
+def triage(evidence=(), imminent=False, minor=False, third_party=False, worry=False):
     return {"evidence": [{"indicator": i, "start": 0, "end": len(t), "text": t} for i, t in evidence],
             "indicators": sorted({i for i, _ in evidence}), "imminent": imminent, "minor": minor,
-            "third_party": third_party, "risk": risk}
+            "third_party": third_party, "worry": worry}
 
 
 def test_indicators_accumulate_across_messages_with_their_evidence():
@@ -58,3 +58,7 @@ def test_not_safe_right_now_is_imminent():
 
 def test_no_triage_data_changes_nothing():
     assert triage_slots({"risk": "medium"}, None, "m1") == {}
+
+
+def test_worry_without_indicators_is_low_risk():
+    assert triage_slots({}, triage(worry=True), "m1")["risk"] == "low"

@@ -25,7 +25,7 @@ def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_i
             seen.add((item["indicator"], item["text"]))
     indicators = sorted({e["indicator"] for e in evidence} | set(slots.get("indicators") or []))
     imminent = bool(slots.get("imminent")) or bool(triage.get("imminent"))
-    risk = risk_level(indicators, imminent, slots.get("safe_now"), worry=triage.get("risk") == "low")
+    risk = risk_level(indicators, imminent, slots.get("safe_now"), worry=bool(triage.get("worry")))
     new = {
         "indicators": indicators,
         "indicator_evidence": evidence,

@@ -128,6 +128,7 @@ class IndicatorExtractor(GraphComponent):
                 "third_party": finding.third_party,
                 "minor": finding.minor,
                 "age": finding.age,
+                "worry": finding.worry,
                 "risk": risk_level(finding.indicators, finding.imminent, worry=finding.worry),
             }, add_to_output=True)
         return messages

@@ -159,10 +159,11 @@ class MarkerLexicon:
             entry = romanized.get(code) or {}
             self.weights[code] = {w: 1 for w in entry.get("weak") or []}
             self.weights[code].update({w: 2 for w in entry.get("strong") or []})
+        self.markers = self.shared.union(*self.weights.values())
 
     def score(self, words: list[str]) -> tuple[int, dict[str, float]]:
         """Number of words that are markers, and the Punjabi and Hindi evidence."""
-        markers = sum(1 for w in words if w in self.shared or any(w in m for m in self.weights.values()))
+        markers = sum(1 for w in words if w in self.markers)
         evidence = {code: float(sum(weights.get(w, 0) for w in words)) for code, weights in self.weights.items()}
         return markers, evidence
 

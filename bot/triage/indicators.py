@@ -65,7 +65,8 @@ def fold_char(char: str) -> str:
 
 
 def fold(text: str) -> str:
-    """The text folded character by character: same length, so offsets carry over."""
+    """The text folded character by character: same length, so offsets carry over. (Unlike
+    ``bot.nlu.language_id.fold``, which may shorten text; evidence spans need this one.)"""
     return "".join(fold_char(c) for c in text)
 
 
@@ -89,7 +90,6 @@ class Finding:
 
     evidence: list[Evidence] = field(default_factory=list)
     imminent: bool = False
-    imminent_evidence: list[tuple[int, int]] = field(default_factory=list)
     third_party: bool = False
     minor: bool = False
     age: int | None = None
@@ -102,7 +102,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class _Term:
-    """A matched term: its span in the text and whether it may end inside a word."""
+    """A matched term or cue: its span in the text."""
 
     start: int
     end: int
@@ -112,7 +112,6 @@ class LanguageLexicon:
     """The compiled lexicon of one language."""
 
     def __init__(self, code: str, data: dict, vocab) -> None:
-        self.code = code
         self.boundary = BOUNDARY.get(code, "word")
         self.matcher = PhraseMatcher(vocab)
         self.vocab = vocab
@@ -209,29 +208,27 @@ class IndicatorExtractor:
         if not folded.strip():
             return finding
         doc = Doc(self.vocab, words=list(folded), spaces=[False] * len(folded))
+        sentences = _sentences(folded)
         for code in dict.fromkeys(languages):
             lexicon = self.lexicons.get(code)
             if lexicon is not None:
-                self._extract_one(lexicon, folded, doc, finding)
+                self._extract_one(lexicon, folded, doc, sentences, finding)
         urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
         finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         return finding
 
-    def _extract_one(self, lexicon: LanguageLexicon, folded: str, doc: Doc, finding: Finding) -> None:
+    def _extract_one(self, lexicon: LanguageLexicon, folded: str, doc: Doc, sentences, finding: Finding) -> None:
         found = lexicon.matches(folded, doc)
-        sentences = _sentences(folded)
         negations = (found.get("cue:negation", []), found.get("cue:negation_after", []))
         hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
         finding.third_party |= bool(found.get("cue:third_party"))
         finding.worry |= bool(found.get("cue:worry"))
         for target, kind, keys in lexicon.rules:
-            for span in _rule_spans(kind, keys, found, sentences):
-                terms, start, end = span
+            for terms, start, end in _rule_spans(kind, keys, found, sentences):
                 if _cancelled(folded, terms, negations, hypotheticals, sentences, lexicon.boundary):
                     continue
                 if target == "IMMINENT":
                     finding.imminent = True
-                    finding.imminent_evidence.append((start, end))
                 else:
                     finding.evidence.append(Evidence(target, start, end))
                     finding.minor |= target == "MINOR"
@@ -254,7 +251,6 @@ class IndicatorExtractor:
             past = _nearest(term, [c for c in pasts if _sentence_of(sentences, c.start) == sentence])
             if past is None or past > now:
                 finding.imminent = True
-                finding.imminent_evidence.append((item.start, item.end))
 
     @staticmethod
     def _ages(lexicon: LanguageLexicon, folded: str, sentences, hypotheticals, finding: Finding) -> None:
