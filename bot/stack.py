@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from bot import PROJECT_ROOT
+from bot.channels.config import WEBHOOK_PATH
+from bot.privacy import load_keys
 from bot.settings import Settings, secret, write_endpoints
 from bot.training import latest_model, train
 
@@ -52,6 +54,29 @@ class Child:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def twilio_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """Without Twilio credentials, the local stand-in's: a development account and token.
+
+    The token is ``TWILIO_AUTH_TOKEN`` when set, else one generated once (0600 file); the stand-in
+    signs its webhooks with it and the channel checks them with it.
+    """
+    if env.get("TWILIO_ACCOUNT_SID"):
+        return {}
+    return {
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN") or secret(settings, "twilio_dev_token", "TWILIO_AUTH_TOKEN"),
+        "TWILIO_API_URL": f"http://127.0.0.1:{settings.twilio_port}",
+    }
+
+
+def standin(settings: Settings) -> Child:
+    return Child(
+        "twilio stand-in",
+        [sys.executable, "-m", "bot.channels.standin", "--port", str(settings.twilio_port)],
+        f"http://127.0.0.1:{settings.twilio_port}/emulator/threads",
+    )
 
 
 def children(settings: Settings, model: str, endpoints: str, token: str) -> list[Child]:
@@ -95,8 +120,12 @@ def run_stack(train_if_missing: bool = True) -> int:
         model = train(out=settings.models)
     endpoints = write_endpoints(settings)
     token = secret(settings, "rasa_api_token", "RASA_AUTH_TOKEN")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    development = twilio_env(settings, dict(os.environ))
+    env = {**os.environ, **development, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    load_keys(settings)
     stack = children(settings, str(model), str(endpoints), token)
+    if development:
+        stack.append(standin(settings))
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -111,6 +140,10 @@ def run_stack(train_if_missing: bool = True) -> int:
             return 1
         print(f"Rasa server:   http://127.0.0.1:{settings.rasa_port}/  (REST channel: /webhooks/rest/webhook)")
         print(f"Action server: http://127.0.0.1:{settings.actions_port}/health")
+        print(f"Twilio webhook: http://127.0.0.1:{settings.rasa_port}{WEBHOOK_PATH}")
+        if development:
+            print(f"Twilio stand-in (no TWILIO_ACCOUNT_SID): http://127.0.0.1:{settings.twilio_port}/"
+                  f"  (texter simulator); development auth token: {development['TWILIO_AUTH_TOKEN']}")
         print(f"Model: {model}. Stop with Ctrl-C.", flush=True)
         while not stopping.is_set():
             if any(not child.alive() for child in stack):

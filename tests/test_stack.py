@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -43,11 +44,13 @@ RESPONSES = _responses_by_text()
 def stack(trained_model, tmp_path_factory):
     models = tmp_path_factory.mktemp("stack_models")
     shutil.copy(trained_model, models / trained_model.name)
-    ports = {"HOTLINE_RASA_PORT": free_port(), "HOTLINE_ACTIONS_PORT": free_port()}
+    ports = {"HOTLINE_RASA_PORT": free_port(), "HOTLINE_ACTIONS_PORT": free_port(),
+             "HOTLINE_TWILIO_PORT": free_port()}
     env = {**os.environ, "HOTLINE_MODELS": str(models), "HOTLINE_HOME": str(tmp_path_factory.mktemp("home")),
            **{k: str(v) for k, v in ports.items()}}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
+    for variable in ("DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                     "TWILIO_API_URL", "HOTLINE_PUBLIC_URL"):
+        env.pop(variable, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "up", "--no-train"], cwd=PROJECT_ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -64,7 +67,8 @@ def stack(trained_model, tmp_path_factory):
     else:
         process.kill()
     assert any(line.startswith("Rasa server:") for line in lines), "".join(lines[-50:])
-    yield {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"]}
+    yield {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"],
+           "twilio": ports["HOTLINE_TWILIO_PORT"], "lines": lines}
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -124,10 +128,64 @@ def test_unsupported_language_gets_english_and_french(stack):
     assert replies and {language for _, language in replies} == {"bilingual"}
 
 
+def text_by_sms(stack, sender: str, text: str, channel: str = "sms", media_url: str | None = None,
+                expect: int = 1) -> list[tuple[str, str]]:
+    """Text the hotline through the Twilio stand-in; returns the new replies, as in ``send``."""
+    address = f"whatsapp:{sender}" if channel == "whatsapp" else sender
+    before = len(sms_sent(stack, address))
+    payload = {"from": sender, "channel": channel, "body": text, **({"media_url": media_url} if media_url else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{stack['twilio']}/emulator/send",
+                                     data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["webhook_status"] == 200
+    deadline = time.monotonic() + 60
+    while len(sms_sent(stack, address)) < before + expect and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    return [RESPONSES.get(m["body"].strip(), ("unknown", m["body"])) for m in sms_sent(stack, address)[before:]]
+
+
+def sms_sent(stack, address: str) -> list[dict]:
+    query = urllib.parse.urlencode({"to": address})
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack['twilio']}/emulator/messages?{query}", timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def test_hotline_up_prints_the_webhook_and_the_standin(stack):
+    output = "".join(stack["lines"])
+    assert "/webhooks/hotline_twilio/webhook" in output and f":{stack['twilio']}/" in output
+
+
+@pytest.mark.parametrize("code", sorted(CONVERSATIONS))
+def test_sms_and_whatsapp_through_the_standin_are_answered_in_the_texters_language(stack, code):
+    index = sorted(CONVERSATIONS).index(code)
+    for channel in ("sms", "whatsapp"):
+        sender = f"+1438555{index:02d}{'1' if channel == 'sms' else '2'}0"
+        for text in CONVERSATIONS[code]:
+            replies = text_by_sms(stack, sender, text, channel)
+            assert replies and {language for _, language in replies} == {code}, (channel, text, replies)
+
+
+def test_a_photo_is_acknowledged_in_the_texters_language(stack):
+    sender = "+14385559901"
+    text_by_sms(stack, sender, CONVERSATIONS["es"][0])
+    replies = text_by_sms(stack, sender, "", media_url="https://example.org/contrato.jpg")
+    assert ("utter_media_received", "es") in replies
+
+
+def test_sms_stop_silences_the_bot_until_start(stack):
+    sender = "+14385559902"
+    text_by_sms(stack, sender, CONVERSATIONS["fr"][0])
+    replies = text_by_sms(stack, sender, "ARRÊT")
+    assert len(replies) == 1 and replies[0][0] == "unknown" and "unsubscribed" in replies[0][1]
+    assert text_by_sms(stack, sender, "allo?", expect=0) == []
+
+
 def test_sigterm_stops_every_process(stack):
     process = stack["process"]
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
-    for port in (stack["rasa"], stack["actions"]):
+    for port in (stack["rasa"], stack["actions"], stack["twilio"]):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)

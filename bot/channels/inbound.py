@@ -1,0 +1,166 @@
+"""Inbound: Twilio's webhook form checked and parsed, and turns processed in order, off the request.
+
+The webhook only checks the signature, stores the message and answers; ``Dispatcher`` then feeds
+stored messages to Rasa, one at a time per conversation, many conversations at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from twilio.request_validator import RequestValidator
+
+from bot.channels.config import TwilioConfig
+from bot.channels.keywords import CarrierKeywords
+from bot.channels.segments import split_message
+from bot.channels.store import ChannelStore, Inbound
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_NAME = "hotline_twilio"
+MAX_BODY = 5000
+MAX_MEDIA = 10
+ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9][0-9]{6,14}$")
+# Rasa reads a message starting with "/" as an intent: texters must not be able to trigger one.
+INTENT_PREFIX = re.compile(r"^[\s/]+")
+# Text the dispatcher sends Rasa for channel events, as Rasa's own intent shortcut.
+STOP_TURN, START_TURN, HELP_TURN, MEDIA_TURN = "/stop", "/greet", "/ask_help", "/share_media"
+
+
+class BadRequest(ValueError):
+    """A signed request that is not a usable Twilio message."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    sid: str
+    address: str
+    hotline_number: str
+    body: str
+    media: list[dict] = field(default_factory=list)
+
+
+def form_params(body: bytes) -> dict[str, str]:
+    """Twilio's form body as a dict; undecodable bytes are replaced, not fatal."""
+    text = body.decode("utf-8", errors="replace")
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def signed(config: TwilioConfig, url: str, params: dict[str, str], signature: str | None) -> bool:
+    """Twilio's signature over the public URL and the form parameters."""
+    if not signature or not config.auth_token:
+        return False
+    return RequestValidator(config.auth_token).validate(url, params, signature)
+
+
+def clean_text(text: str) -> str:
+    """What can be stored and processed: no NUL or lone surrogates, bounded length."""
+    text = text.replace("\x00", "").encode("utf-8", errors="replace").decode("utf-8")
+    return text[:MAX_BODY]
+
+
+def parse_incoming(params: dict[str, str]) -> Incoming:
+    sid = params.get("MessageSid") or params.get("SmsMessageSid") or ""
+    address, hotline = params.get("From", ""), params.get("To", "")
+    if not re.fullmatch(r"[A-Z]{2}[0-9a-fA-F]{32}", sid):
+        raise BadRequest("MessageSid")
+    if not ADDRESS.match(address) or not ADDRESS.match(hotline):
+        raise BadRequest("From/To")
+    try:
+        count = min(MAX_MEDIA, int(params.get("NumMedia") or 0))
+    except ValueError as error:
+        raise BadRequest("NumMedia") from error
+    media = [{"url": params[f"MediaUrl{i}"], "content_type": params.get(f"MediaContentType{i}", "")}
+             for i in range(count) if params.get(f"MediaUrl{i}")]
+    return Incoming(sid=sid, address=address, hotline_number=hotline,
+                    body=clean_text(params.get("Body", "")), media=media)
+
+
+def turn_texts(message: Inbound, keyword: str | None) -> list[str]:
+    """What Rasa is sent for one inbound message: carrier keywords and media become intents."""
+    if keyword == "opt_out":
+        return [STOP_TURN]
+    if keyword == "opt_in":
+        return [START_TURN]
+    if keyword == "help":
+        return [HELP_TURN]
+    texts = []
+    body = INTENT_PREFIX.sub("", message.body)
+    if body.strip() or not message.media:
+        texts.append(body)
+    if message.media:
+        texts.append(MEDIA_TURN)
+    return texts
+
+
+Handler = Callable[[UserMessage], Awaitable[None]]
+
+
+class Dispatcher:
+    """Claims stored messages and runs their turns through Rasa, in order per conversation."""
+
+    def __init__(self, store: ChannelStore, handler: Handler, config: TwilioConfig,
+                 keywords: CarrierKeywords, on_replies: Callable[[], None],
+                 concurrency: int = 32, poll: float = 0.5) -> None:
+        self.store, self.handler, self.config, self.keywords = store, handler, config, keywords
+        self.on_replies = on_replies
+        self.wake = asyncio.Event()
+        self.slots = asyncio.Semaphore(concurrency)
+        self.poll = poll
+        self.tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            for message in await asyncio.to_thread(self.store.claim_inbound):
+                await self.slots.acquire()
+                task = asyncio.create_task(self._turn(message))
+                self.tasks.add(task)
+                task.add_done_callback(self._finished)
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.poll)
+            except asyncio.TimeoutError:
+                pass
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+        self.wake.set()
+
+    async def _turn(self, message: Inbound) -> None:
+        try:
+            await self._process(message)
+        except Exception:
+            logger.exception("turn of inbound message %s failed", message.id)
+            delay = self.config.backoff(message.attempts + 1)
+            retried = await asyncio.to_thread(self.store.retry_inbound, message, delay,
+                                              self.config.turn_attempts)
+            if not retried:
+                logger.error("inbound message %s failed %d times; left for an agent",
+                             message.id, self.config.turn_attempts)
+
+    async def _process(self, message: Inbound) -> None:
+        keyword = None if message.media else self.keywords.classify(message.body)
+        opted_out = await asyncio.to_thread(self.store.is_opted_out, message.conversation_id)
+        if opted_out and keyword != "opt_in":
+            await asyncio.to_thread(self.store.complete, message, [], "opted_out")
+            return
+        if keyword in ("opt_out", "opt_in"):
+            await asyncio.to_thread(self.store.set_opted_out, message.conversation_id,
+                                    keyword == "opt_out")
+        collector = CollectingOutputChannel()
+        metadata = {"channel": message.channel, "media": message.media} if message.media else {
+            "channel": message.channel}
+        for index, text in enumerate(turn_texts(message, keyword)):
+            await self.handler(UserMessage(
+                text, collector, message.conversation_id, input_channel=CHANNEL_NAME,
+                message_id=f"{message.sid}:{index}", metadata=metadata))
+        replies = [part for sent in collector.messages if sent.get("text")
+                   for part in split_message(sent["text"])]
+        if await asyncio.to_thread(self.store.complete, message, replies):
+            self.on_replies()

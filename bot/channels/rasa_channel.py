@@ -1,0 +1,136 @@
+"""The project's Twilio input channel for Rasa: ``/webhooks/hotline_twilio/webhook`` and ``/status``.
+
+Unlike Rasa's built-in ``twilio`` channel it checks ``X-Twilio-Signature``, answers the webhook as
+soon as the message is stored (empty TwiML), processes turns in the background in order per
+conversation, and sends through a persisted outbox with the async Twilio client. Enabled in
+``credentials.yml`` as ``bot.channels.rasa_channel.HotlineTwilioInput``; settings come from the
+environment (see ``bot.channels.config``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Text
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+
+from bot.channels.config import STATUS_PATH, TwilioConfig
+from bot.channels.inbound import CHANNEL_NAME, BadRequest, Dispatcher, form_params, parse_incoming, signed
+from bot.channels.keywords import carrier_keywords
+from bot.channels.outbox import Sender
+from bot.channels.store import ChannelStore
+from bot.privacy import default_keys
+from bot.settings import Settings
+from bot.storage import database_url, make_engine
+
+logger = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class Runtime:
+    """The store and the two background workers of one Rasa server process."""
+
+    def __init__(self, config: TwilioConfig) -> None:
+        self.config = config
+        self.store: ChannelStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.sender: Sender | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self, handler: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        settings = Settings.from_env()
+        engine = make_engine(database_url(settings))
+        self.store = await asyncio.to_thread(ChannelStore, engine, default_keys(), self.config.lease)
+        self.sender = Sender(self.store, self.config, None)
+        if self.config.public_url:
+            self.sender.status_url = self.config.public_url + STATUS_PATH
+        self.dispatcher = Dispatcher(self.store, handler, self.config, carrier_keywords(),
+                                     on_replies=self.sender.wake.set)
+        self.tasks = [asyncio.create_task(self.dispatcher.run()),
+                      asyncio.create_task(self.sender.run())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.sender:
+            await self.sender.close()
+
+    def public_url(self, request: Request) -> str:
+        """The URL Twilio signed: the configured public base, else the URL as received."""
+        if not self.config.public_url:
+            return request.url
+        query = f"?{request.query_string}" if request.query_string else ""
+        return f"{self.config.public_url}{request.path}{query}"
+
+    def learn_base_url(self, request: Request) -> None:
+        """Without HOTLINE_PUBLIC_URL, status callbacks go back to where Twilio reached us."""
+        if self.sender and not self.config.public_url and not self.sender.status_url:
+            self.sender.status_url = f"{request.scheme}://{request.host}{STATUS_PATH}"
+
+
+class HotlineTwilioInput(InputChannel):
+    @classmethod
+    def name(cls) -> Text:
+        return CHANNEL_NAME
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[Text, Any] | None) -> "HotlineTwilioInput":
+        return cls(TwilioConfig.from_env())
+
+    def __init__(self, config: TwilioConfig) -> None:
+        self.config = config
+        self.runtime = Runtime(config)
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        runtime = self.runtime
+        hook = Blueprint("hotline_twilio_webhook", __name__)
+
+        @hook.listener("after_server_start")
+        async def start(_app, _loop) -> None:
+            await runtime.start(on_new_message)
+
+        @hook.listener("before_server_stop")
+        async def stop(_app, _loop) -> None:
+            await runtime.stop()
+
+        @hook.route("/", methods=["GET"])
+        async def health(_request: Request) -> response.HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @hook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> response.HTTPResponse:
+            params = form_params(request.body)
+            if not signed(self.config, runtime.public_url(request), params,
+                          request.headers.get("X-Twilio-Signature")):
+                return response.text("forbidden", status=403)
+            try:
+                message = parse_incoming(params)
+            except BadRequest as error:
+                logger.warning("signed webhook without a usable %s", error)
+                return response.text("bad request", status=400)
+            runtime.learn_base_url(request)
+            new, _ = await asyncio.to_thread(runtime.store.accept, message.sid, message.address,
+                                             message.hotline_number, message.body, message.media)
+            if new:
+                runtime.dispatcher.wake.set()
+            return response.text(EMPTY_TWIML, content_type="text/xml")
+
+        @hook.route("/status", methods=["POST"])
+        async def status(request: Request) -> response.HTTPResponse:
+            params = form_params(request.body)
+            if not signed(self.config, runtime.public_url(request), params,
+                          request.headers.get("X-Twilio-Signature")):
+                return response.text("forbidden", status=403)
+            sid, state = params.get("MessageSid", ""), params.get("MessageStatus", "")
+            if not sid or not state:
+                return response.text("bad request", status=400)
+            code = params.get("ErrorCode")
+            await asyncio.to_thread(runtime.store.record_delivery, sid, state,
+                                    int(code) if code and code.isdigit() else None)
+            return response.text("", status=204)
+
+        return hook

@@ -1,0 +1,318 @@
+"""The channel's persisted state: addresses, inbox, outbox and delivery events.
+
+Why a database and not memory: Twilio retries webhooks, processes die, and several Rasa servers may
+share the traffic. Every inbound message is written before the webhook answers (so nothing accepted
+is lost), its ``MessageSid`` is unique (so a retry is never processed twice), and the replies of a
+turn are written in the same transaction that marks the turn done, under keys derived from the
+inbound ``MessageSid`` (so a turn processed again after a crash cannot queue its replies twice).
+
+Ordering: a message (inbound or outbound) is only claimed when no earlier message of the same
+conversation is still waiting or in progress. Claims carry a lease, so the work of a process that
+died is taken over after ``lease`` seconds.
+
+Privacy: phone numbers are stored as an HMAC lookup key plus a Fernet-encrypted copy (needed to
+reply); bodies and media URLs are encrypted (see ``bot.privacy``).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bot.privacy import Keys
+
+metadata = sa.MetaData()
+
+addresses = sa.Table(
+    "channel_addresses", metadata,
+    sa.Column("conversation_id", sa.String(48), primary_key=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("address_enc", sa.Text, nullable=False),
+    sa.Column("hotline_number", sa.String(64), nullable=False),
+    sa.Column("opted_out", sa.Boolean, nullable=False, default=False),
+    sa.Column("opted_out_at", sa.Float),
+    sa.Column("last_inbound_at", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+inbound = sa.Table(
+    "channel_inbound", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sid", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(48), nullable=False, index=True),
+    sa.Column("body_enc", sa.Text, nullable=False),
+    sa.Column("media_enc", sa.Text),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("claimed_by", sa.String(40)),
+    sa.Column("claimed_at", sa.Float),
+    sa.Column("done_at", sa.Float),
+)
+
+outbox = sa.Table(
+    "channel_outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(128), nullable=False, unique=True),
+    sa.Column("conversation_id", sa.String(48), nullable=False, index=True),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("body_enc", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("claimed_by", sa.String(40)),
+    sa.Column("claimed_at", sa.Float),
+    sa.Column("twilio_sid", sa.String(64), index=True),
+    sa.Column("error_code", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+delivery_events = sa.Table(
+    "channel_delivery_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("twilio_sid", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error_code", sa.Integer),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+WAITING = ("pending", "processing")
+UNSENT = ("queued", "sending")
+PROBLEMS = ("failed", "undelivered", "opted_out", "outside_window")
+# Twilio's delivery states in the order they happen: a late "sent" never overwrites "delivered".
+DELIVERY_RANK = {"queued": 0, "sending": 1, "accepted": 2, "sent": 3, "delivered": 4, "read": 5,
+                 "undelivered": 6, "failed": 6}
+
+
+@dataclass
+class Inbound:
+    id: int
+    sid: str
+    conversation_id: str
+    channel: str
+    body: str
+    media: list[dict] = field(default_factory=list)
+    attempts: int = 0
+
+
+@dataclass
+class Outgoing:
+    id: int
+    conversation_id: str
+    channel: str
+    to: str
+    from_: str
+    body: str
+    attempts: int
+    opted_out: bool
+    last_inbound_at: float
+
+
+def conversation_id(keys: Keys, address: str) -> str:
+    """Rasa's sender id for an address: channel + keyed hash, so trackers never hold the number."""
+    prefix = "wa" if address.startswith("whatsapp:") else "sms"
+    return f"{prefix}-{keys.address_key(address)[:40]}"
+
+
+class ChannelStore:
+    """Synchronous operations; call them through ``asyncio.to_thread`` from async code."""
+
+    def __init__(self, engine: Engine, keys: Keys, lease: float = 30.0) -> None:
+        self.engine = engine
+        self.keys = keys
+        self.lease = lease
+        self.worker = uuid.uuid4().hex
+        metadata.create_all(engine)
+
+    # Inbound -------------------------------------------------------------------------------
+
+    def accept(self, sid: str, address: str, hotline_number: str, body: str, media: list[dict],
+               now: float | None = None) -> tuple[bool, str]:
+        """Persist an inbound message once. Returns (new, conversation_id); a repeat is not new."""
+        now = time.time() if now is None else now
+        conv = conversation_id(self.keys, address)
+        with self.engine.begin() as db:
+            if db.execute(sa.select(inbound.c.id).where(inbound.c.sid == sid)).first():
+                return False, conv
+            self._touch_address(db, conv, address, hotline_number, now)
+            try:
+                db.execute(inbound.insert().values(
+                    sid=sid, conversation_id=conv, body_enc=self.keys.encrypt(body),
+                    media_enc=self.keys.encrypt(json.dumps(media)) if media else None,
+                    received_at=now, status="pending", attempts=0, next_attempt_at=now))
+            except sa.exc.IntegrityError:
+                return False, conv
+        return True, conv
+
+    def _touch_address(self, db, conv: str, address: str, hotline_number: str, now: float) -> None:
+        updated = db.execute(addresses.update().where(addresses.c.conversation_id == conv).values(
+            last_inbound_at=now, hotline_number=hotline_number)).rowcount
+        if not updated:
+            db.execute(addresses.insert().values(
+                conversation_id=conv, channel="whatsapp" if conv.startswith("wa-") else "sms",
+                address_enc=self.keys.encrypt(address), hotline_number=hotline_number,
+                opted_out=False, last_inbound_at=now, created_at=now))
+
+    def claim_inbound(self, limit: int = 20, now: float | None = None) -> list[Inbound]:
+        """Claim the oldest waiting message of each conversation that has nothing earlier in flight."""
+        now = time.time() if now is None else now
+        earlier = inbound.alias("earlier")
+        blocked = sa.exists().where(sa.and_(
+            earlier.c.conversation_id == inbound.c.conversation_id, earlier.c.id < inbound.c.id,
+            earlier.c.status.in_(WAITING)))
+        query = (sa.select(inbound.c.id).where(inbound.c.status == "pending",
+                                               inbound.c.next_attempt_at <= now, ~blocked)
+                 .order_by(inbound.c.id).limit(limit))
+        claimed = []
+        with self.engine.begin() as db:
+            self._expire_claims(db, inbound, "pending", now)
+            for (row_id,) in db.execute(query).all():
+                taken = db.execute(inbound.update().where(
+                    inbound.c.id == row_id, inbound.c.status == "pending").values(
+                    status="processing", claimed_by=self.worker, claimed_at=now)).rowcount
+                if taken:
+                    claimed.append(row_id)
+            rows = db.execute(sa.select(inbound).where(inbound.c.id.in_(claimed))
+                              .order_by(inbound.c.id)).all() if claimed else []
+        return [self._inbound(row) for row in rows]
+
+    def _expire_claims(self, db, table: sa.Table, back_to: str, now: float) -> None:
+        """Work claimed by a process that stopped (lease over) goes back to the queue."""
+        db.execute(table.update().where(
+            table.c.status == ("processing" if table is inbound else "sending"),
+            table.c.claimed_at < now - self.lease).values(status=back_to, claimed_by=None))
+
+    def _inbound(self, row) -> Inbound:
+        media = self.keys.decrypt(row.media_enc)
+        return Inbound(id=row.id, sid=row.sid, conversation_id=row.conversation_id,
+                       channel="whatsapp" if row.conversation_id.startswith("wa-") else "sms",
+                       body=self.keys.decrypt(row.body_enc) or "",
+                       media=json.loads(media) if media else [], attempts=row.attempts)
+
+    def complete(self, message: Inbound, replies: list[str], status: str = "done",
+                 now: float | None = None) -> int:
+        """Mark a turn done and queue its replies in one transaction; returns replies queued."""
+        now = time.time() if now is None else now
+        queued = 0
+        with self.engine.begin() as db:
+            for index, text in enumerate(replies):
+                queued += self._enqueue(db, message.conversation_id, f"in:{message.sid}:{index}",
+                                        "bot", text, now)
+            db.execute(inbound.update().where(inbound.c.id == message.id).values(
+                status=status, done_at=now, claimed_by=None))
+        return queued
+
+    def retry_inbound(self, message: Inbound, delay: float, max_attempts: int,
+                      now: float | None = None) -> bool:
+        """After a failed turn: back to the queue after ``delay``, or ``failed``. True if retried."""
+        now = time.time() if now is None else now
+        attempts = message.attempts + 1
+        status = "pending" if attempts < max_attempts else "failed"
+        with self.engine.begin() as db:
+            db.execute(inbound.update().where(inbound.c.id == message.id).values(
+                status=status, attempts=attempts, next_attempt_at=now + delay, claimed_by=None))
+        return status == "pending"
+
+    # Outbox --------------------------------------------------------------------------------
+
+    def enqueue(self, conv: str, key: str, origin: str, text: str, now: float | None = None) -> bool:
+        """Queue a message (e.g. an agent's reply) once per key. True if newly queued."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as db:
+            return bool(self._enqueue(db, conv, key, origin, text, now))
+
+    def _enqueue(self, db, conv: str, key: str, origin: str, text: str, now: float) -> int:
+        if db.execute(sa.select(outbox.c.id).where(outbox.c.key == key)).first():
+            return 0
+        db.execute(outbox.insert().values(
+            key=key, conversation_id=conv, origin=origin, body_enc=self.keys.encrypt(text),
+            status="queued", attempts=0, next_attempt_at=now, created_at=now, updated_at=now))
+        return 1
+
+    def claim_outgoing(self, limit: int = 20, now: float | None = None) -> list[Outgoing]:
+        """Claim the oldest unsent message of each conversation with nothing earlier unsent."""
+        now = time.time() if now is None else now
+        earlier = outbox.alias("earlier")
+        blocked = sa.exists().where(sa.and_(
+            earlier.c.conversation_id == outbox.c.conversation_id, earlier.c.id < outbox.c.id,
+            earlier.c.status.in_(UNSENT)))
+        query = (sa.select(outbox.c.id).where(outbox.c.status == "queued",
+                                              outbox.c.next_attempt_at <= now, ~blocked)
+                 .order_by(outbox.c.id).limit(limit))
+        claimed = []
+        with self.engine.begin() as db:
+            self._expire_claims(db, outbox, "queued", now)
+            for (row_id,) in db.execute(query).all():
+                if db.execute(outbox.update().where(outbox.c.id == row_id, outbox.c.status == "queued")
+                              .values(status="sending", claimed_by=self.worker, claimed_at=now,
+                                      updated_at=now)).rowcount:
+                    claimed.append(row_id)
+            rows = db.execute(
+                sa.select(outbox, addresses).join(
+                    addresses, addresses.c.conversation_id == outbox.c.conversation_id)
+                .where(outbox.c.id.in_(claimed)).order_by(outbox.c.id)).all() if claimed else []
+        return [Outgoing(id=row.id, conversation_id=row.conversation_id, channel=row.channel,
+                         to=self.keys.decrypt(row.address_enc) or "", from_=row.hotline_number,
+                         body=self.keys.decrypt(row.body_enc) or "", attempts=row.attempts,
+                         opted_out=row.opted_out, last_inbound_at=row.last_inbound_at)
+                for row in rows]
+
+    def mark_outgoing(self, message_id: int, status: str, twilio_sid: str | None = None,
+                      error_code: int | None = None, retry_at: float | None = None) -> None:
+        """Record the result of a send attempt; ``retry_at`` puts it back in the queue."""
+        now = time.time()
+        values = {"status": status, "updated_at": now, "claimed_by": None,
+                  "attempts": outbox.c.attempts + 1}
+        if twilio_sid:
+            values["twilio_sid"] = twilio_sid
+        if error_code is not None:
+            values["error_code"] = error_code
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        with self.engine.begin() as db:
+            db.execute(outbox.update().where(outbox.c.id == message_id).values(**values))
+
+    def record_delivery(self, twilio_sid: str, status: str, error_code: int | None,
+                        now: float | None = None) -> bool:
+        """A status callback: keep the event and move the message forward (never backward)."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as db:
+            db.execute(delivery_events.insert().values(
+                twilio_sid=twilio_sid, status=status, error_code=error_code, at=now))
+            row = db.execute(sa.select(outbox.c.id, outbox.c.status).where(
+                outbox.c.twilio_sid == twilio_sid)).first()
+            if row is None:
+                return False
+            if DELIVERY_RANK.get(status, -1) > DELIVERY_RANK.get(row.status, -1):
+                db.execute(outbox.update().where(outbox.c.id == row.id).values(
+                    status=status, error_code=error_code, updated_at=now))
+        return True
+
+    def problems(self, since: float = 0.0) -> list[dict]:
+        """Messages that did not reach the texter, for the agent hub: no content, only facts."""
+        query = (sa.select(outbox.c.id, outbox.c.conversation_id, outbox.c.origin, outbox.c.status,
+                           outbox.c.error_code, outbox.c.updated_at)
+                 .where(outbox.c.status.in_(PROBLEMS), outbox.c.updated_at >= since)
+                 .order_by(outbox.c.id))
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
+    # Opt-out -------------------------------------------------------------------------------
+
+    def set_opted_out(self, conv: str, opted_out: bool, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.engine.begin() as db:
+            db.execute(addresses.update().where(addresses.c.conversation_id == conv).values(
+                opted_out=opted_out, opted_out_at=now if opted_out else None))
+
+    def is_opted_out(self, conv: str) -> bool:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(addresses.c.opted_out).where(
+                addresses.c.conversation_id == conv)).first()
+        return bool(row and row.opted_out)
