@@ -2,6 +2,7 @@
 restarts, keywords, WhatsApp, media, privacy at rest; on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import urllib.parse
@@ -21,19 +22,27 @@ def number() -> str:
     return "+1514555" + "".join(secrets.choice("0123456789") for _ in range(4))
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def database(request, tmp_path_factory):
-    """Each module run gets its own database: an SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def new_database(kind: str):
+    """None for SQLite (a file in the rig's home), else the URL of a new PostgreSQL database."""
+    if kind == "sqlite":
         yield None
         return
     name = "hotline_test_" + secrets.token_hex(6)
     admin = psycopg2.connect(POSTGRES + "postgres")
     admin.autocommit = True
     admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield POSTGRES + name
-    admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    try:
+        yield POSTGRES + name
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request):
+    with new_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +247,13 @@ def _keys(rig: Rig):
     return load_keys(Settings.from_env(rig.env))
 
 
-def test_a_reply_accepted_before_a_crash_is_sent_once_after_restart(tmp_path, database):
-    rig = Rig(home=tmp_path, database_url=database)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_reply_accepted_before_a_crash_is_sent_once_after_restart(tmp_path, kind):
+    with new_database(kind) as url:
+        _crash_between_accept_and_send(Rig(home=tmp_path, database_url=url))
+
+
+def _crash_between_accept_and_send(rig: Rig) -> None:
     rig.start_standin()
     rig.start_channel()
     try:

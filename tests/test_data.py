@@ -15,7 +15,7 @@ from bot import PROJECT_ROOT
 LANGUAGES = ["en", "fr", "es", "tl", "pa", "hi", "zh", "vi", "uk", "ar", "ko", "th"]
 INTENTS = {
     "greet", "ask_help", "describe_situation", "affirm", "deny", "skip", "stop", "emergency",
-    "choose_language", "ask_rights", "ask_human", "thanks", "out_of_scope",
+    "choose_language", "ask_rights", "ask_human", "thanks", "share_media", "out_of_scope",
 }
 NLU = PROJECT_ROOT / "data" / "nlu"
 HELDOUT = PROJECT_ROOT / "tests" / "data" / "nlu_heldout"

@@ -89,7 +89,7 @@ class HotlineTwilioInput(InputChannel):
         runtime = self.runtime
         hook = Blueprint("hotline_twilio_webhook", __name__)
 
-        @hook.listener("after_server_start")
+        @hook.listener("before_server_start")
         async def start(_app, _loop) -> None:
             await runtime.start(on_new_message)
 
@@ -99,6 +99,8 @@ class HotlineTwilioInput(InputChannel):
 
         @hook.route("/", methods=["GET"])
         async def health(_request: Request) -> response.HTTPResponse:
+            if runtime.store is None:
+                return response.json({"status": "starting"}, status=503)
             return response.json({"status": "ok"})
 
         @hook.route("/webhook", methods=["POST"])
@@ -107,6 +109,8 @@ class HotlineTwilioInput(InputChannel):
             if not signed(self.config, runtime.public_url(request), params,
                           request.headers.get("X-Twilio-Signature")):
                 return response.text("forbidden", status=403)
+            if runtime.store is None:
+                return response.text("starting", status=503)
             try:
                 message = parse_incoming(params)
             except BadRequest as error:
@@ -125,6 +129,8 @@ class HotlineTwilioInput(InputChannel):
             if not signed(self.config, runtime.public_url(request), params,
                           request.headers.get("X-Twilio-Signature")):
                 return response.text("forbidden", status=403)
+            if runtime.store is None:
+                return response.text("starting", status=503)
             sid, state = params.get("MessageSid", ""), params.get("MessageStatus", "")
             if not sid or not state:
                 return response.text("bad request", status=400)
