@@ -3,7 +3,8 @@
 - ``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN``: the account; the token also checks webhook signatures.
 - ``TWILIO_API_URL``: Twilio's REST API base (default Twilio's own; the local stand-in in development).
 - ``HOTLINE_PUBLIC_URL``: the base URL Twilio calls (a proxy or tunnel); signatures are computed on
-  it. Unset: the URL the request arrived on.
+  it and status callbacks are requested on it. Unset (local use only): the URL the request arrived
+  on, and callbacks to ``http://127.0.0.1:HOTLINE_RASA_PORT``. Required behind Twilio.
 - ``HOTLINE_SEND_ATTEMPTS``, ``HOTLINE_TURN_ATTEMPTS``: how often a send or a turn is tried.
 - ``HOTLINE_RETRY_BASE``: first retry delay in seconds (doubles each time, at most 5 minutes).
 - ``HOTLINE_CLAIM_LEASE``: seconds after which work claimed by a stopped process is taken over.

@@ -44,9 +44,8 @@ class Runtime:
         settings = Settings.from_env()
         engine = make_engine(database_url(settings))
         self.store = await asyncio.to_thread(ChannelStore, engine, default_keys(), self.config.lease)
-        self.sender = Sender(self.store, self.config, None)
-        if self.config.public_url:
-            self.sender.status_url = self.config.public_url + STATUS_PATH
+        base = self.config.public_url or f"http://127.0.0.1:{settings.rasa_port}"
+        self.sender = Sender(self.store, self.config, base + STATUS_PATH)
         self.dispatcher = Dispatcher(self.store, handler, self.config, carrier_keywords(),
                                      on_replies=self.sender.wake.set)
         self.tasks = [asyncio.create_task(self.dispatcher.run()),
@@ -65,11 +64,6 @@ class Runtime:
             return request.url
         query = f"?{request.query_string}" if request.query_string else ""
         return f"{self.config.public_url}{request.path}{query}"
-
-    def learn_base_url(self, request: Request) -> None:
-        """Without HOTLINE_PUBLIC_URL, status callbacks go back to where Twilio reached us."""
-        if self.sender and not self.config.public_url and not self.sender.status_url:
-            self.sender.status_url = f"{request.scheme}://{request.host}{STATUS_PATH}"
 
 
 class HotlineTwilioInput(InputChannel):
@@ -116,7 +110,6 @@ class HotlineTwilioInput(InputChannel):
             except BadRequest as error:
                 logger.warning("signed webhook without a usable %s", error)
                 return response.text("bad request", status=400)
-            runtime.learn_base_url(request)
             new, _ = await asyncio.to_thread(runtime.store.accept, message.sid, message.address,
                                              message.hotline_number, message.body, message.media)
             if new:

@@ -225,6 +225,9 @@ class ChannelStore:
         """Queue a message (e.g. an agent's reply) once per key. True if newly queued."""
         now = time.time() if now is None else now
         with self.engine.begin() as db:
+            if not db.execute(sa.select(addresses.c.conversation_id).where(
+                    addresses.c.conversation_id == conv)).first():
+                raise KeyError("no texter has written from this conversation")
             return bool(self._enqueue(db, conv, key, origin, text, now))
 
     def _enqueue(self, db, conv: str, key: str, origin: str, text: str, now: float) -> int:
@@ -302,6 +305,17 @@ class ChannelStore:
                  .order_by(outbox.c.id))
         with self.engine.connect() as db:
             return [dict(row._mapping) for row in db.execute(query)]
+
+    def window_remaining(self, conv: str, window: float = 24 * 3600,
+                         now: float | None = None) -> float | None:
+        """Seconds left to send free-form WhatsApp messages (0 when closed); None for SMS."""
+        now = time.time() if now is None else now
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(addresses.c.channel, addresses.c.last_inbound_at).where(
+                addresses.c.conversation_id == conv)).first()
+        if row is None or row.channel != "whatsapp":
+            return None
+        return max(0.0, row.last_inbound_at + window - now)
 
     # Opt-out -------------------------------------------------------------------------------
 
