@@ -8,6 +8,8 @@
 - ``HOTLINE_SEND_ATTEMPTS``, ``HOTLINE_TURN_ATTEMPTS``: how often a send or a turn is tried.
 - ``HOTLINE_RETRY_BASE``: first retry delay in seconds (doubles each time, at most 5 minutes).
 - ``HOTLINE_CLAIM_LEASE``: seconds after which work claimed by a stopped process is taken over.
+- ``HOTLINE_TURN_CONCURRENCY``: conversations processed at once per Rasa process. Rasa's NLU runs
+  on the event loop, so more turns at once means webhooks wait longer for their answer.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class TwilioConfig:
     turn_attempts: int = 3
     retry_base: float = 1.0
     lease: float = 30.0
+    turn_concurrency: int = 4
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "TwilioConfig":
@@ -42,6 +45,7 @@ class TwilioConfig:
             turn_attempts=int(env.get("HOTLINE_TURN_ATTEMPTS", 3)),
             retry_base=float(env.get("HOTLINE_RETRY_BASE", 1.0)),
             lease=float(env.get("HOTLINE_CLAIM_LEASE", 30.0)),
+            turn_concurrency=int(env.get("HOTLINE_TURN_CONCURRENCY", 4)),
         )
 
     def backoff(self, attempts: int) -> float:

@@ -106,22 +106,22 @@ class Dispatcher:
 
     def __init__(self, store: ChannelStore, handler: Handler, config: TwilioConfig,
                  keywords: CarrierKeywords, on_replies: Callable[[], None],
-                 concurrency: int = 32, poll: float = 0.5) -> None:
+                 poll: float = 0.5) -> None:
         self.store, self.handler, self.config, self.keywords = store, handler, config, keywords
         self.on_replies = on_replies
         self.wake = asyncio.Event()
-        self.slots = asyncio.Semaphore(concurrency)
         self.poll = poll
         self.tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
         while True:
             self.wake.clear()
-            for message in await asyncio.to_thread(self.store.claim_inbound):
-                await self.slots.acquire()
-                task = asyncio.create_task(self._turn(message))
-                self.tasks.add(task)
-                task.add_done_callback(self._finished)
+            free = self.config.turn_concurrency - len(self.tasks)
+            if free > 0:
+                for message in await asyncio.to_thread(self.store.claim_inbound, free):
+                    task = asyncio.create_task(self._turn(message))
+                    self.tasks.add(task)
+                    task.add_done_callback(self._finished)
             try:
                 await asyncio.wait_for(self.wake.wait(), self.poll)
             except asyncio.TimeoutError:
@@ -129,7 +129,6 @@ class Dispatcher:
 
     def _finished(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
-        self.slots.release()
         self.wake.set()
 
     async def _turn(self, message: Inbound) -> None:

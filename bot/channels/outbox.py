@@ -49,19 +49,20 @@ class Sender:
                  client: Client | None = None, concurrency: int = 16, poll: float = 0.5) -> None:
         self.store, self.config, self.status_url = store, config, status_url
         self.client = client or twilio_client(config)
+        self.concurrency = concurrency
         self.wake = asyncio.Event()
-        self.slots = asyncio.Semaphore(concurrency)
         self.poll = poll
         self.tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
         while True:
             self.wake.clear()
-            for message in await asyncio.to_thread(self.store.claim_outgoing):
-                await self.slots.acquire()
-                task = asyncio.create_task(self._send(message))
-                self.tasks.add(task)
-                task.add_done_callback(self._finished)
+            free = self.concurrency - len(self.tasks)
+            if free > 0:
+                for message in await asyncio.to_thread(self.store.claim_outgoing, free):
+                    task = asyncio.create_task(self._send(message))
+                    self.tasks.add(task)
+                    task.add_done_callback(self._finished)
             try:
                 await asyncio.wait_for(self.wake.wait(), self.poll)
             except asyncio.TimeoutError:
@@ -69,7 +70,6 @@ class Sender:
 
     def _finished(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
-        self.slots.release()
         self.wake.set()
 
     async def close(self) -> None:
