@@ -127,7 +127,7 @@ class Load:
         start = time.perf_counter()
         async with self.session.post(url, data=urlencode(params), headers=headers) as reply:
             await reply.read()
-            if reply.status != 200:
+            if reply.status not in (200, 204):
                 raise RuntimeError(f"webhook answered {reply.status}")
         return time.perf_counter() - start
 

@@ -21,4 +21,19 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Browser tests (tests/test_simulator_browser.py) drive Debian's Chromium through playwright;
+# playwright's own browser download is never used. Nothing to do when it is already installed.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  if [ -z "$sudo" ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then
+    echo "installing Debian's chromium for the browser tests"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "WARNING: /usr/bin/chromium is missing and this user can neither apt-get install it (not root)" >&2
+    echo "         nor use sudo: tests/test_simulator_browser.py will fail. Install Debian's chromium." >&2
+  fi
+fi
 echo "environment ready: .venv ($(.venv/bin/python --version))"

@@ -223,6 +223,7 @@ function start() {
     sending: false,
     errorSource: null, // "poll" | "send" | "form"
     threadsSignature: "",
+    drafts: new Map(), // address -> {body, mediaUrl} not sent yet, kept per conversation
   };
 
   // ---- errors and announcements ----
@@ -371,6 +372,20 @@ function start() {
       state.localThreads.unshift({ address, channel, last_at: null, opted_out: false, local: true });
     }
     if (state.selected !== address) {
+      // A draft belongs to its conversation: never carry it over to (and send it as) another
+      // texter. Text typed before any conversation was open goes to the first one.
+      if (state.selected) {
+        if (ui.compose.value || ui.mediaUrl.value) {
+          state.drafts.set(state.selected, { body: ui.compose.value, mediaUrl: ui.mediaUrl.value });
+        } else {
+          state.drafts.delete(state.selected);
+        }
+        const draft = state.drafts.get(address);
+        ui.compose.value = draft?.body ?? "";
+        ui.mediaUrl.value = draft?.mediaUrl ?? "";
+        ui.mediaUrl.removeAttribute("aria-invalid");
+        autoGrow();
+      }
       state.selected = address;
       state.generation += 1;
       state.messages.clear();
@@ -632,6 +647,7 @@ function start() {
         updateCounter();
         autoGrow();
       }
+      state.drafts.delete(address); // what was saved when switching away mid-send is now sent
       const hook = result && typeof result === "object" ? result.webhook_status : undefined;
       if (hook === 0) {
         showError("Sent, but the bot did not answer its webhook (is it running?): no reply will come.",
