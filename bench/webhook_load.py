@@ -9,11 +9,14 @@ blocks its event loop on Twilio pays for it as it would in production. This proc
 generator: it signs each webhook like Twilio and reads the replies from the stand-in. Per channel:
 
 1. ack latency: signed webhooks at ``--rate`` messages per second (default 50) for ``--seconds``,
-   each a new conversation's "hello"; time from POST to the HTTP answer, p50 and p99;
-2. reply latency and throughput: ``--conversations`` (default 20) texters each sending "hello",
-   waiting for the reply, and sending again, for ``--seconds``; inbound-to-outbound time p50/p95
-   and replies per second;
-3. lost and duplicated: after draining, every conversation must hold exactly one reply per message.
+   each a new conversation's "hello"; time from POST to the HTTP answer, p50 and p99 (a webhook
+   not answered within Twilio's 15-second limit counts as 15 s and as failed);
+2. reply latency: ``--conversations`` (default 20) texters each sending "hello", waiting for the
+   reply, reading and typing for ``--think`` seconds (default 3) and sending again, for
+   ``--seconds``; inbound-to-outbound time p50/p95;
+3. sustained throughput: the same texters with no pause at all (a closed loop that keeps the
+   server saturated), for ``--seconds``: replies per second, and the reply time under saturation;
+4. lost and duplicated: after draining, every conversation must hold exactly one reply per message.
 
 Bounded: each phase stops after ``--seconds``; the whole run after about 4x that per channel.
 """
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -44,6 +48,7 @@ from bot.training import latest_model  # noqa: E402
 
 ACCOUNT = "AC" + "0" * 32
 HOTLINE = "+15145550000"
+TWILIO_TIMEOUT = 15.0  # Twilio gives up on a webhook after 15 seconds (error 11200)
 CHANNELS = {"hotline_twilio": "/webhooks/hotline_twilio/webhook", "builtin twilio": "/webhooks/twilio/webhook"}
 
 
@@ -116,8 +121,17 @@ class Load:
         self.stack, self.session, self.path = stack, session, path
         self.validator = RequestValidator(stack.token)
         self.sent: dict[str, int] = {}
+        self.failed = 0
 
     async def post(self, sender: str, body: str) -> float:
+        """Seconds until the webhook answered; TWILIO_TIMEOUT if it failed or took longer."""
+        try:
+            return await asyncio.wait_for(self._post(sender, body), TWILIO_TIMEOUT)
+        except (asyncio.TimeoutError, aiohttp.ClientError, RuntimeError):
+            self.failed += 1
+            return TWILIO_TIMEOUT
+
+    async def _post(self, sender: str, body: str) -> float:
         url = self.stack.url("rasa", self.path)
         params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": ACCOUNT, "From": sender,
                   "To": HOTLINE, "Body": body, "NumMedia": "0"}
@@ -148,8 +162,10 @@ class Load:
             acks.append(await task)
         return acks
 
-    async def conversation(self, sender: str, until: float, latencies: list[float]) -> None:
+    async def conversation(self, sender: str, until: float, latencies: list[float],
+                           think: float = 0.0) -> None:
         count = 0
+        await asyncio.sleep(random.uniform(0, think))
         while time.time() < until:
             started = time.time()
             await self.post(sender, "hello")
@@ -158,6 +174,7 @@ class Load:
             if len(messages) < count:
                 return
             latencies.append(messages[count - 1]["created"] - started)
+            await asyncio.sleep(think)
 
     async def drain(self, timeout: float) -> tuple[int, int]:
         """Lost and duplicated replies over every conversation of the run."""
@@ -180,16 +197,23 @@ async def measure(stack: Stack, name: str, args: argparse.Namespace, prefix: str
         await load.replies(f"+1{prefix}9" + "0" * 5, 1, 60)
         acks = await load.ack_phase(args.rate, args.seconds, prefix + "1")
         await load.drain(args.seconds * 4)
-        latencies: list[float] = []
+        paced: list[float] = []
+        until = time.time() + args.seconds
+        await asyncio.gather(*(load.conversation(f"+1{prefix}2{i:05d}", until, paced, args.think)
+                               for i in range(args.conversations)))
+        saturated: list[float] = []
         until, started = time.time() + args.seconds, time.perf_counter()
-        await asyncio.gather(*(load.conversation(f"+1{prefix}2{i:05d}", until, latencies)
+        await asyncio.gather(*(load.conversation(f"+1{prefix}3{i:05d}", until, saturated)
                                for i in range(args.conversations)))
         elapsed = time.perf_counter() - started
         lost, duplicated = await load.drain(args.seconds * 4)
     return {"channel": name, "ack_p50_ms": round(statistics.median(acks) * 1000, 1),
             "ack_p99_ms": round(percentile(acks, 99) * 1000, 1),
-            "reply_p50_ms": round(percentile(latencies, 50) * 1000), "reply_p95_ms": round(percentile(latencies, 95) * 1000),
-            "replies_per_second": round(len(latencies) / elapsed, 1), "messages": sum(load.sent.values()),
+            "reply_p50_ms": round(percentile(paced, 50) * 1000), "reply_p95_ms": round(percentile(paced, 95) * 1000),
+            "replies_per_second": round(len(saturated) / elapsed, 1),
+            "saturated_reply_p50_ms": round(percentile(saturated, 50) * 1000),
+            "saturated_reply_p95_ms": round(percentile(saturated, 95) * 1000),
+            "messages": sum(load.sent.values()), "webhooks_failed": load.failed,
             "lost": lost, "duplicated": duplicated}
 
 
@@ -224,6 +248,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.15)
+    parser.add_argument("--think", type=float, default=3.0)
     args = parser.parse_args()
     args.model = args.model or latest_model(ROOT / "models")
     if args.model is None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -27,6 +29,10 @@ MAX_BODY = 5000
 MAX_MEDIA = 10
 ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9][0-9]{6,14}$")
 # Rasa reads a message starting with "/" as an intent: texters must not be able to trigger one.
+# How long a thread may hold the interpreter before another runs (Python's default is 5 ms). Each
+# database call of a webhook gives the interpreter up and waits this long to get it back while a
+# turn computes, so the default made a webhook answer wait hundreds of milliseconds.
+SWITCH_INTERVAL = 0.0005
 INTENT_PREFIX = re.compile(r"^[\s/]+")
 # Text the dispatcher sends Rasa for channel events, as Rasa's own intent shortcut.
 STOP_TURN, START_TURN, HELP_TURN, MEDIA_TURN = "/stop", "/greet", "/ask_help", "/share_media"
@@ -101,6 +107,30 @@ def turn_texts(message: Inbound, keyword: str | None) -> list[str]:
 Handler = Callable[[UserMessage], Awaitable[None]]
 
 
+class TurnThread:
+    """Rasa turns on their own event loop in a thread, so webhooks are answered while NLU runs.
+
+    Rasa runs its NLU pipeline and action-result checks synchronously on the event loop (about
+    20 ms a turn here); on the server's loop that would hold every webhook answer behind the
+    turns in progress. On a second loop the webhook only waits for the interpreter's switch
+    interval (5 ms). Rasa's agent is safe to share: its stores and action calls make their own
+    connections per call, and the lock store still serialises each conversation.
+    """
+
+    def __init__(self) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="rasa-turns", daemon=True)
+        self.thread.start()
+
+    async def run(self, coroutine: Awaitable[None]) -> None:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
 class Dispatcher:
     """Claims stored messages and runs their turns through Rasa, in order per conversation."""
 
@@ -109,6 +139,7 @@ class Dispatcher:
                  poll: float = 0.5) -> None:
         self.store, self.handler, self.config, self.keywords = store, handler, config, keywords
         self.on_replies = on_replies
+        self.turns = TurnThread()
         self.wake = asyncio.Event()
         self.poll = poll
         self.tasks: set[asyncio.Task] = set()
@@ -118,7 +149,7 @@ class Dispatcher:
             self.wake.clear()
             free = self.config.turn_concurrency - len(self.tasks)
             if free > 0:
-                for message in await asyncio.to_thread(self.store.claim_inbound, free):
+                for message in await self.store.call(self.store.claim_inbound, free):
                     task = asyncio.create_task(self._turn(message))
                     self.tasks.add(task)
                     task.add_done_callback(self._finished)
@@ -137,7 +168,7 @@ class Dispatcher:
         except Exception:
             logger.exception("turn of inbound message %s failed", message.id)
             delay = self.config.backoff(message.attempts + 1)
-            retried = await asyncio.to_thread(self.store.retry_inbound, message, delay,
+            retried = await self.store.call(self.store.retry_inbound, message, delay,
                                               self.config.turn_attempts)
             if not retried:
                 logger.error("inbound message %s failed %d times; left for an agent",
@@ -145,21 +176,21 @@ class Dispatcher:
 
     async def _process(self, message: Inbound) -> None:
         keyword = None if message.media else self.keywords.classify(message.body)
-        opted_out = await asyncio.to_thread(self.store.is_opted_out, message.conversation_id)
+        opted_out = await self.store.call(self.store.is_opted_out, message.conversation_id)
         if opted_out and keyword != "opt_in":
-            await asyncio.to_thread(self.store.complete, message, [], "opted_out")
+            await self.store.call(self.store.complete, message, [], "opted_out")
             return
         if keyword in ("opt_out", "opt_in"):
-            await asyncio.to_thread(self.store.set_opted_out, message.conversation_id,
+            await self.store.call(self.store.set_opted_out, message.conversation_id,
                                     keyword == "opt_out")
         collector = CollectingOutputChannel()
         metadata = {"channel": message.channel, "media": message.media} if message.media else {
             "channel": message.channel}
         for index, text in enumerate(turn_texts(message, keyword)):
-            await self.handler(UserMessage(
+            await self.turns.run(self.handler(UserMessage(
                 text, collector, message.conversation_id, input_channel=CHANNEL_NAME,
-                message_id=f"{message.sid}:{index}", metadata=metadata))
+                message_id=f"{message.sid}:{index}", metadata=metadata)))
         replies = [part for sent in collector.messages if sent.get("text")
                    for part in split_message(sent["text"])]
-        if await asyncio.to_thread(self.store.complete, message, replies):
+        if await self.store.call(self.store.complete, message, replies):
             self.on_replies()

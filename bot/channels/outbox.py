@@ -59,7 +59,7 @@ class Sender:
             self.wake.clear()
             free = self.concurrency - len(self.tasks)
             if free > 0:
-                for message in await asyncio.to_thread(self.store.claim_outgoing, free):
+                for message in await self.store.call(self.store.claim_outgoing, free):
                     task = asyncio.create_task(self._send(message))
                     self.tasks.add(task)
                     task.add_done_callback(self._finished)
@@ -81,7 +81,7 @@ class Sender:
         blocked = self._blocked(message)
         if blocked:
             logger.warning("outbox message %s not sent: %s", message.id, blocked)
-            await asyncio.to_thread(self.store.mark_outgoing, message.id, blocked)
+            await self.store.call(self.store.mark_outgoing, message.id, blocked)
             return
         try:
             sent = await self.client.messages.create_async(
@@ -93,7 +93,7 @@ class Sender:
             logger.warning("outbox message %s: Twilio unreachable (%s)", message.id, type(error).__name__)
             await self._retry(message, None)
         else:
-            await asyncio.to_thread(self.store.mark_outgoing, message.id, "accepted", sent.sid)
+            await self.store.call(self.store.mark_outgoing, message.id, "accepted", sent.sid)
 
     def _blocked(self, message: Outgoing) -> str | None:
         if message.opted_out:
@@ -107,7 +107,7 @@ class Sender:
             await self._retry(message, error.code)
             return
         if error.code == UNSUBSCRIBED:
-            await asyncio.to_thread(self.store.set_opted_out, message.conversation_id, True)
+            await self.store.call(self.store.set_opted_out, message.conversation_id, True)
             status = "opted_out"
         elif error.code == OUTSIDE_WINDOW:
             status = "outside_window"
@@ -115,13 +115,13 @@ class Sender:
             status = "failed"
         logger.error("outbox message %s refused by Twilio: HTTP %s code %s", message.id,
                      error.status, error.code)
-        await asyncio.to_thread(self.store.mark_outgoing, message.id, status, None, error.code)
+        await self.store.call(self.store.mark_outgoing, message.id, status, None, error.code)
 
     async def _retry(self, message: Outgoing, code: int | None) -> None:
         attempts = message.attempts + 1
         if attempts >= self.config.send_attempts:
             logger.error("outbox message %s failed after %d attempts", message.id, attempts)
-            await asyncio.to_thread(self.store.mark_outgoing, message.id, "failed", None, code)
+            await self.store.call(self.store.mark_outgoing, message.id, "failed", None, code)
             return
         retry_at = time.time() + self.config.backoff(attempts)
-        await asyncio.to_thread(self.store.mark_outgoing, message.id, "queued", None, code, retry_at)
+        await self.store.call(self.store.mark_outgoing, message.id, "queued", None, code, retry_at)
