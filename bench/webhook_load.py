@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import random
@@ -177,15 +178,24 @@ class Load:
             await asyncio.sleep(think)
 
     async def drain(self, timeout: float) -> tuple[int, int]:
-        """Lost and duplicated replies over every conversation of the run."""
-        await asyncio.sleep(3)
-        lost = duplicated = 0
-        deadline = time.time() + timeout
-        for sender, count in self.sent.items():
-            messages = await self.replies(sender, count, max(1.0, deadline - time.time()))
-            lost += max(0, count - len(messages))
-            duplicated += max(0, len(messages) - count)
+        """Lost and duplicated replies over every conversation of the run, once replies stop coming."""
+        expected = sum(self.sent.values())
+        deadline, last = time.time() + timeout, -1
+        while time.time() < deadline:
+            await asyncio.sleep(3)
+            counts = await self.reply_counts()
+            total = sum(counts.get(sender, 0) for sender in self.sent)
+            if total >= expected or total == last:
+                break
+            last = total
+        counts = await self.reply_counts()
+        lost = sum(max(0, n - counts.get(sender, 0)) for sender, n in self.sent.items())
+        duplicated = sum(max(0, counts.get(sender, 0) - n) for sender, n in self.sent.items())
         return lost, duplicated
+
+    async def reply_counts(self) -> dict[str, int]:
+        async with self.session.get(self.stack.url("twilio", "/emulator/messages")) as reply:
+            return collections.Counter(message["to"] for message in await reply.json())
 
 
 async def measure(stack: Stack, name: str, args: argparse.Namespace, prefix: str) -> dict:

@@ -21,6 +21,7 @@ from bot.channels.config import TwilioConfig
 from bot.channels.keywords import CarrierKeywords
 from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore, Inbound
+from bot.channels.worker import ClaimLoop
 
 logger = logging.getLogger(__name__)
 
@@ -131,38 +132,20 @@ class TurnThread:
         self.thread.join(10)
 
 
-class Dispatcher:
+class Dispatcher(ClaimLoop):
     """Claims stored messages and runs their turns through Rasa, in order per conversation."""
 
     def __init__(self, store: ChannelStore, handler: Handler, config: TwilioConfig,
-                 keywords: CarrierKeywords, on_replies: Callable[[], None],
-                 poll: float = 0.5) -> None:
+                 keywords: CarrierKeywords, on_replies: Callable[[], None]) -> None:
+        super().__init__(config.turn_concurrency)
         self.store, self.handler, self.config, self.keywords = store, handler, config, keywords
         self.on_replies = on_replies
         self.turns = TurnThread()
-        self.wake = asyncio.Event()
-        self.poll = poll
-        self.tasks: set[asyncio.Task] = set()
 
-    async def run(self) -> None:
-        while True:
-            self.wake.clear()
-            free = self.config.turn_concurrency - len(self.tasks)
-            if free > 0:
-                for message in await self.store.call(self.store.claim_inbound, free):
-                    task = asyncio.create_task(self._turn(message))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._finished)
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.poll)
-            except asyncio.TimeoutError:
-                pass
+    async def claim(self, limit: int) -> list[Inbound]:
+        return await self.store.call(self.store.claim_inbound, limit)
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        self.wake.set()
-
-    async def _turn(self, message: Inbound) -> None:
+    async def handle(self, message: Inbound) -> None:
         try:
             await self._process(message)
         except Exception:

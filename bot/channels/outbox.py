@@ -21,6 +21,7 @@ from twilio.rest import Client
 
 from bot.channels.config import TwilioConfig
 from bot.channels.store import ChannelStore, Outgoing
+from bot.channels.worker import ClaimLoop
 
 logger = logging.getLogger(__name__)
 
@@ -42,42 +43,24 @@ def retryable(error: TwilioRestException) -> bool:
     return error.status == 429 or error.status >= 500
 
 
-class Sender:
+class Sender(ClaimLoop):
     """Sends claimed outbox messages; wakes on new replies and polls for other processes' work."""
 
     def __init__(self, store: ChannelStore, config: TwilioConfig, status_url: str | None,
-                 client: Client | None = None, concurrency: int = 16, poll: float = 0.5) -> None:
+                 client: Client | None = None, concurrency: int = 16) -> None:
+        super().__init__(concurrency)
         self.store, self.config, self.status_url = store, config, status_url
         self.client = client or twilio_client(config)
-        self.concurrency = concurrency
-        self.wake = asyncio.Event()
-        self.poll = poll
-        self.tasks: set[asyncio.Task] = set()
 
-    async def run(self) -> None:
-        while True:
-            self.wake.clear()
-            free = self.concurrency - len(self.tasks)
-            if free > 0:
-                for message in await self.store.call(self.store.claim_outgoing, free):
-                    task = asyncio.create_task(self._send(message))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._finished)
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.poll)
-            except asyncio.TimeoutError:
-                pass
-
-    def _finished(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        self.wake.set()
+    async def claim(self, limit: int) -> list[Outgoing]:
+        return await self.store.call(self.store.claim_outgoing, limit)
 
     async def close(self) -> None:
         session = getattr(self.client.http_client, "session", None)
         if session is not None:
             await session.close()
 
-    async def _send(self, message: Outgoing) -> None:
+    async def handle(self, message: Outgoing) -> None:
         blocked = self._blocked(message)
         if blocked:
             logger.warning("outbox message %s not sent: %s", message.id, blocked)

@@ -61,6 +61,16 @@ class Runtime:
         if self.sender:
             await self.sender.close()
 
+    def verified(self, request: Request) -> tuple[dict[str, str], response.HTTPResponse | None]:
+        """Twilio's form parameters, or the answer for a request that must go no further."""
+        params = form_params(request.body)
+        if not signed(self.config, self.public_url(request), params,
+                      request.headers.get("X-Twilio-Signature")):
+            return params, response.text("forbidden", status=403)
+        if self.store is None:
+            return params, response.text("starting", status=503)
+        return params, None
+
     def public_url(self, request: Request) -> str:
         """The URL Twilio signed: the configured public base, else the URL as received."""
         if not self.config.public_url:
@@ -109,12 +119,9 @@ class HotlineTwilioInput(InputChannel):
 
         @hook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> response.HTTPResponse:
-            params = form_params(request.body)
-            if not signed(self.config, runtime.public_url(request), params,
-                          request.headers.get("X-Twilio-Signature")):
-                return response.text("forbidden", status=403)
-            if runtime.store is None:
-                return response.text("starting", status=503)
+            params, refusal = runtime.verified(request)
+            if refusal:
+                return refusal
             try:
                 message = parse_incoming(params)
             except BadRequest as error:
@@ -128,12 +135,9 @@ class HotlineTwilioInput(InputChannel):
 
         @hook.route("/status", methods=["POST"])
         async def status(request: Request) -> response.HTTPResponse:
-            params = form_params(request.body)
-            if not signed(self.config, runtime.public_url(request), params,
-                          request.headers.get("X-Twilio-Signature")):
-                return response.text("forbidden", status=403)
-            if runtime.store is None:
-                return response.text("starting", status=503)
+            params, refusal = runtime.verified(request)
+            if refusal:
+                return refusal
             sid, state = params.get("MessageSid", ""), params.get("MessageStatus", "")
             if not sid or not state:
                 return response.text("bad request", status=400)

@@ -176,27 +176,32 @@ class ChannelStore:
     def claim_inbound(self, limit: int = 20, now: float | None = None) -> list[Inbound]:
         """Claim the oldest waiting message of each conversation that has nothing earlier in flight."""
         now = time.time() if now is None else now
-        earlier = inbound.alias("earlier")
-        blocked = sa.exists().where(sa.and_(
-            earlier.c.conversation_id == inbound.c.conversation_id, earlier.c.id < inbound.c.id,
-            earlier.c.status.in_(WAITING)))
-        query = (sa.select(inbound.c.id).where(inbound.c.status == "pending",
-                                               inbound.c.next_attempt_at <= now, ~blocked)
-                 .order_by(inbound.c.id).limit(limit))
-        claimed = []
         with self.engine.begin() as db:
-            self._expire_claims(db, inbound, "pending", now)
-            for (row_id,) in db.execute(query).all():
-                taken = db.execute(inbound.update().where(
-                    inbound.c.id == row_id, inbound.c.status == "pending").values(
-                    status="processing", claimed_by=self.worker, claimed_at=now)).rowcount
-                if taken:
-                    claimed.append(row_id)
+            claimed = self._claim(db, inbound, WAITING, limit, now)
             rows = db.execute(sa.select(inbound).where(inbound.c.id.in_(claimed))
                               .order_by(inbound.c.id)).all() if claimed else []
         return [self._inbound(row) for row in rows]
 
-    def _expire_claims(self, db, table: sa.Table, back_to: str, now: float) -> None:
+    def _claim(self, db, table: sa.Table, in_flight: tuple[str, str], limit: int,
+               now: float) -> list[int]:
+        """Ids newly claimed by this process: waiting, due, and first in their conversation."""
+        waiting, working = in_flight
+        self._expire_claims(db, table, waiting, working, now)
+        earlier = table.alias("earlier")
+        blocked = sa.exists().where(sa.and_(
+            earlier.c.conversation_id == table.c.conversation_id, earlier.c.id < table.c.id,
+            earlier.c.status.in_(in_flight)))
+        query = (sa.select(table.c.id).where(table.c.status == waiting,
+                                             table.c.next_attempt_at <= now, ~blocked)
+                 .order_by(table.c.id).limit(limit))
+        claimed = []
+        for (row_id,) in db.execute(query).all():
+            if db.execute(table.update().where(table.c.id == row_id, table.c.status == waiting)
+                          .values(status=working, claimed_by=self.worker, claimed_at=now)).rowcount:
+                claimed.append(row_id)
+        return claimed
+
+    def _expire_claims(self, db, table: sa.Table, back_to: str, working: str, now: float) -> None:
         """Work claimed by a process that stopped (lease over) goes back to the queue.
 
         Checked at most every tenth of a lease: each check is a write, and writes wait for each
@@ -206,8 +211,8 @@ class ChannelStore:
             return
         self.expired_at[table.name] = now
         db.execute(table.update().where(
-            table.c.status == ("processing" if table is inbound else "sending"),
-            table.c.claimed_at < now - self.lease).values(status=back_to, claimed_by=None))
+            table.c.status == working, table.c.claimed_at < now - self.lease).values(
+            status=back_to, claimed_by=None))
 
     def _inbound(self, row) -> Inbound:
         media = self.keys.decrypt(row.media_enc)
@@ -262,21 +267,8 @@ class ChannelStore:
     def claim_outgoing(self, limit: int = 20, now: float | None = None) -> list[Outgoing]:
         """Claim the oldest unsent message of each conversation with nothing earlier unsent."""
         now = time.time() if now is None else now
-        earlier = outbox.alias("earlier")
-        blocked = sa.exists().where(sa.and_(
-            earlier.c.conversation_id == outbox.c.conversation_id, earlier.c.id < outbox.c.id,
-            earlier.c.status.in_(UNSENT)))
-        query = (sa.select(outbox.c.id).where(outbox.c.status == "queued",
-                                              outbox.c.next_attempt_at <= now, ~blocked)
-                 .order_by(outbox.c.id).limit(limit))
-        claimed = []
         with self.engine.begin() as db:
-            self._expire_claims(db, outbox, "queued", now)
-            for (row_id,) in db.execute(query).all():
-                if db.execute(outbox.update().where(outbox.c.id == row_id, outbox.c.status == "queued")
-                              .values(status="sending", claimed_by=self.worker, claimed_at=now,
-                                      updated_at=now)).rowcount:
-                    claimed.append(row_id)
+            claimed = self._claim(db, outbox, UNSENT, limit, now)
             rows = db.execute(
                 sa.select(outbox, addresses).join(
                     addresses, addresses.c.conversation_id == outbox.c.conversation_id)

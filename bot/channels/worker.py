@@ -1,0 +1,43 @@
+"""The loop shared by the turn dispatcher and the outbox sender: claim work, run it as tasks."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class ClaimLoop:
+    """Claims work from the store and runs each item as a task, at most ``concurrency`` at once.
+
+    ``wake`` is set when this process adds work; polling every ``poll`` seconds picks up the work
+    other processes (or retries that came due) left in the shared database.
+    """
+
+    def __init__(self, concurrency: int, poll: float = 0.5) -> None:
+        self.concurrency = concurrency
+        self.poll = poll
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+
+    async def claim(self, limit: int) -> list[Any]:
+        raise NotImplementedError
+
+    async def handle(self, item: Any) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            free = self.concurrency - len(self.tasks)
+            if free > 0:
+                for item in await self.claim(free):
+                    task = asyncio.create_task(self.handle(item))
+                    self.tasks.add(task)
+                    task.add_done_callback(self._finished)
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.poll)
+            except asyncio.TimeoutError:
+                pass
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.wake.set()
