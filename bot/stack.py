@@ -66,7 +66,7 @@ def twilio_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
         return {}
     return {
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN") or secret(settings, "twilio_dev_token", "TWILIO_AUTH_TOKEN"),
+        "TWILIO_AUTH_TOKEN": secret(settings, "twilio_dev_token", "TWILIO_AUTH_TOKEN"),
         "TWILIO_API_URL": f"http://127.0.0.1:{settings.twilio_port}",
     }
 

@@ -5,6 +5,7 @@ dialogue), or Rasa itself in the stack tests. Webhooks are signed with the ``twi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -108,6 +109,16 @@ class Rig:
         for name in list(self.processes):
             self.kill(name, signal.SIGTERM)
 
+    @contextlib.contextmanager
+    def running(self):
+        """The stand-in and the channel for the length of a ``with`` block."""
+        self.start_standin()
+        self.start_channel()
+        try:
+            yield self
+        finally:
+            self.stop()
+
     # Texting ----------------------------------------------------------------------------------
 
     def post_webhook(self, params: dict[str, str], signature: str | None = "sign",
@@ -115,11 +126,15 @@ class Rig:
         url = url or self.webhook_url
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if signature == "sign":
-            signature = RequestValidator(TOKEN).compute_signature(url, params)
+            signature = self.sign(params, url)
         if signature is not None:
             headers["X-Twilio-Signature"] = signature
         body = urllib.parse.urlencode(params).encode()
         return http("POST", url, body, headers)[0]
+
+    def sign(self, params: dict[str, str], url: str | None = None) -> str:
+        """X-Twilio-Signature as Twilio computes it, for the webhook URL by default."""
+        return RequestValidator(TOKEN).compute_signature(url or self.webhook_url, params)
 
     def inbound(self, sender: str, body: str, sid: str | None = None, **extra: str) -> dict[str, str]:
         hotline = f"whatsapp:{HOTLINE}" if sender.startswith("whatsapp:") else HOTLINE

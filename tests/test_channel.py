@@ -83,9 +83,7 @@ def test_unsigned_or_forged_webhooks_get_403_and_nothing_happens(rig, signature)
 def test_a_signature_for_other_parameters_is_refused(rig):
     sender = number()
     params = rig.inbound(sender, "original")
-    from twilio.request_validator import RequestValidator
-    from tests.channel_rig import TOKEN
-    signature = RequestValidator(TOKEN).compute_signature(rig.webhook_url, params)
+    signature = rig.sign(params)
     assert rig.post_webhook({**params, "Body": "tampered"}, signature=signature) == 403
     assert rig.post_webhook(params, signature=signature) == 200
 
@@ -108,26 +106,16 @@ def test_messages_of_one_conversation_are_processed_and_answered_in_order(rig):
 
 
 def test_webhook_answers_with_empty_twiml_before_the_turn_is_processed(tmp_path):
-    rig = Rig(home=tmp_path, delay=2.0)
-    rig.start_standin()
-    rig.start_channel()
-    try:
+    with Rig(home=tmp_path, delay=2.0).running() as rig:
         sender = number()
+        params = rig.inbound(sender, "slow turn")
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "X-Twilio-Signature": rig.sign(params)}
         started = time.monotonic()
-        status, body = http("POST", rig.webhook_url, urllib.parse.urlencode(
-            params := rig.inbound(sender, "slow turn")).encode(), _signed_headers(rig, params))
+        status, body = http("POST", rig.webhook_url, urllib.parse.urlencode(params).encode(), headers)
         assert status == 200 and time.monotonic() - started < 1.0
         assert b"<Response></Response>" in body
         assert rig.replies(sender, 1) == ["echo 1: slow turn"]
-    finally:
-        rig.stop()
-
-
-def _signed_headers(rig: Rig, params: dict) -> dict:
-    from twilio.request_validator import RequestValidator
-    from tests.channel_rig import TOKEN
-    return {"Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(rig.webhook_url, params)}
 
 
 def test_over_1600_characters_are_answered_in_parts_twilio_accepts(rig):
@@ -249,14 +237,7 @@ def _keys(rig: Rig):
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_reply_accepted_before_a_crash_is_sent_once_after_restart(tmp_path, kind):
-    with new_database(kind) as url:
-        _crash_between_accept_and_send(Rig(home=tmp_path, database_url=url))
-
-
-def _crash_between_accept_and_send(rig: Rig) -> None:
-    rig.start_standin()
-    rig.start_channel()
-    try:
+    with new_database(kind) as url, Rig(home=tmp_path, database_url=url).running() as rig:
         sender = number()
         rig.faults(500, 10_000)
         rig.text(sender, "before the crash")
@@ -267,15 +248,10 @@ def _crash_between_accept_and_send(rig: Rig) -> None:
         assert rig.sent_to(sender) == []
         rig.start_channel()
         assert rig.replies(sender, 1, timeout=30) == ["echo 1: before the crash"]
-    finally:
-        rig.stop()
 
 
 def test_a_turn_interrupted_by_a_crash_is_processed_after_restart_and_answered_once(tmp_path):
-    rig = Rig(home=tmp_path, delay=3.0)
-    rig.start_standin()
-    rig.start_channel()
-    try:
+    with Rig(home=tmp_path, delay=3.0).running() as rig:
         sender = number()
         rig.text(sender, "in flight")
         time.sleep(1.0)
@@ -283,5 +259,3 @@ def test_a_turn_interrupted_by_a_crash_is_processed_after_restart_and_answered_o
         rig.delay = 0.0
         rig.start_channel()
         assert rig.replies(sender, 1, timeout=30) == ["echo 1: in flight"]
-    finally:
-        rig.stop()

@@ -14,11 +14,16 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 TWILIO_API = "https://api.twilio.com"
 WEBHOOK_PATH = "/webhooks/hotline_twilio/webhook"
 STATUS_PATH = "/webhooks/hotline_twilio/status"
+# A texter's or the hotline's address as Twilio writes it: E.164, with "whatsapp:" for WhatsApp.
+ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9][0-9]{6,14}$")
+# WhatsApp allows free-form messages only this long after the texter's last message.
+WHATSAPP_WINDOW = 24 * 3600
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from twilio.request_validator import RequestValidator
 
-from bot.channels.config import TwilioConfig
+from bot.channels.config import ADDRESS, TwilioConfig
 from bot.channels.keywords import CarrierKeywords
 from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore, Inbound
@@ -28,12 +28,11 @@ logger = logging.getLogger(__name__)
 CHANNEL_NAME = "hotline_twilio"
 MAX_BODY = 5000
 MAX_MEDIA = 10
-ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9][0-9]{6,14}$")
-# Rasa reads a message starting with "/" as an intent: texters must not be able to trigger one.
 # How long a thread may hold the interpreter before another runs (Python's default is 5 ms). Each
 # database call of a webhook gives the interpreter up and waits this long to get it back while a
 # turn computes, so the default made a webhook answer wait hundreds of milliseconds.
 SWITCH_INTERVAL = 0.0005
+# Rasa reads a message starting with "/" as an intent: texters must not be able to trigger one.
 INTENT_PREFIX = re.compile(r"^[\s/]+")
 # Text the dispatcher sends Rasa for channel events, as Rasa's own intent shortcut.
 STOP_TURN, START_TURN, HELP_TURN, MEDIA_TURN = "/stop", "/greet", "/ask_help", "/share_media"

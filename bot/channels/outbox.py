@@ -19,13 +19,12 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from bot.channels.config import TwilioConfig
+from bot.channels.config import WHATSAPP_WINDOW, TwilioConfig
 from bot.channels.store import ChannelStore, Outgoing
 from bot.channels.worker import ClaimLoop
 
 logger = logging.getLogger(__name__)
 
-WHATSAPP_WINDOW = 24 * 3600
 UNSUBSCRIBED = 21610
 OUTSIDE_WINDOW = 63016
 

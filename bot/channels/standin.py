@@ -15,7 +15,6 @@ import asyncio
 import base64
 import logging
 import os
-import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from twilio.request_validator import RequestValidator
 
-from bot.channels.config import WEBHOOK_PATH
+from bot.channels.config import ADDRESS, WEBHOOK_PATH, WHATSAPP_WINDOW
 from bot.channels.keywords import carrier_keywords
 from bot.channels.segments import segment_count
 
@@ -34,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 SIMULATOR = Path(__file__).parent / "simulator"
 API = "2010-04-01"
-ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9][0-9]{6,14}$")
-WHATSAPP_WINDOW = 24 * 3600
 MAX_BODY = 1600
 OPT_OUT_REPLY = ("You have successfully been unsubscribed. You will not receive any more messages "
                  "from this number. Reply START to resubscribe.")

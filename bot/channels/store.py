@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.channels.config import WHATSAPP_WINDOW
 from bot.privacy import Keys
 
 T = TypeVar("T")
@@ -119,6 +120,11 @@ class Outgoing:
     last_inbound_at: float
 
 
+def channel_of(conv: str) -> str:
+    """``whatsapp`` or ``sms``, from a conversation id made by ``conversation_id``."""
+    return "whatsapp" if conv.startswith("wa-") else "sms"
+
+
 def conversation_id(keys: Keys, address: str) -> str:
     """Rasa's sender id for an address: channel + keyed hash, so trackers never hold the number."""
     prefix = "wa" if address.startswith("whatsapp:") else "sms"
@@ -169,7 +175,7 @@ class ChannelStore:
             last_inbound_at=now, hotline_number=hotline_number)).rowcount
         if not updated:
             db.execute(addresses.insert().values(
-                conversation_id=conv, channel="whatsapp" if conv.startswith("wa-") else "sms",
+                conversation_id=conv, channel=channel_of(conv),
                 address_enc=self.keys.encrypt(address), hotline_number=hotline_number,
                 opted_out=False, last_inbound_at=now, created_at=now))
 
@@ -217,7 +223,7 @@ class ChannelStore:
     def _inbound(self, row) -> Inbound:
         media = self.keys.decrypt(row.media_enc)
         return Inbound(id=row.id, sid=row.sid, conversation_id=row.conversation_id,
-                       channel="whatsapp" if row.conversation_id.startswith("wa-") else "sms",
+                       channel=channel_of(row.conversation_id),
                        body=self.keys.decrypt(row.body_enc) or "",
                        media=json.loads(media) if media else [], attempts=row.attempts)
 
@@ -319,7 +325,7 @@ class ChannelStore:
         with self.engine.connect() as db:
             return [dict(row._mapping) for row in db.execute(query)]
 
-    def window_remaining(self, conv: str, window: float = 24 * 3600,
+    def window_remaining(self, conv: str, window: float = WHATSAPP_WINDOW,
                          now: float | None = None) -> float | None:
         """Seconds left to send free-form WhatsApp messages (0 when closed); None for SMS."""
         now = time.time() if now is None else now
