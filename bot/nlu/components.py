@@ -11,9 +11,13 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.tokenizers.tokenizer import Token
 from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.conversation.answers import answers
+from bot.conversation.answers import normalise as normalise_answer
+from bot.conversation.facts import cover_word
 from bot.nlu.language_id import LanguageIdentifier
 from bot.nlu.scripts import needs_segmentation
 from bot.triage.indicators import IndicatorExtractor as Extractor
@@ -23,6 +27,8 @@ from bot.triage.risk import risk_level
 LANGUAGE_DETECTION = "language_detection"
 #: Key of the indicator findings in a message and in Rasa's parse data.
 TRIAGE = "triage"
+#: The intent of each kind of short answer (``bot.conversation.answers``).
+ANSWER_INTENTS = {"yes": "affirm", "no": "deny", "skip": "skip", "delete": "delete_data"}
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
@@ -131,6 +137,55 @@ class IndicatorExtractor(GraphComponent):
                 "worry": finding.worry,
                 "risk": risk_level(finding.indicators, finding.imminent, worry=finding.worry),
             }, add_to_output=True)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
+class SafetyOverrides(GraphComponent):
+    """The last word on the intent of messages that must never be misread. Runs after the
+    classifiers (config.yml lists it last).
+
+    - imminent danger found by ``IndicatorExtractor`` is ``emergency``, whatever DIET thought
+      ("stop hitting me" is not a STOP);
+    - the cover word (``bot.conversation.facts.cover_word``) is ``cover``;
+    - a whole-message short answer from data/conversation/answers.yml is ``affirm``, ``deny``,
+      ``skip`` or ``delete_data``: "n", "2", "👍" or "oo po" are too short for DIET to be sure of.
+    """
+
+    def __init__(self, cover: str) -> None:
+        self.cover = normalise_answer(cover)
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "SafetyOverrides":
+        return cls(cover_word())
+
+    def intent_of(self, message: Message) -> str | None:
+        text = message.get("text") or ""
+        if (message.get(TRIAGE) or {}).get("imminent"):
+            return "emergency"
+        if normalise_answer(text) == self.cover:
+            return "cover"
+        language = (message.get(LANGUAGE_DETECTION) or {}).get("language")
+        return ANSWER_INTENTS.get(answers().classify(text, language) or "")
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            intent = self.intent_of(message)
+            if intent is None or (message.get(INTENT) or {}).get("name") == intent:
+                continue
+            ranking = [{"name": intent, "confidence": 1.0}] + [
+                r for r in message.get(INTENT_RANKING_KEY) or [] if r.get("name") != intent]
+            message.set(INTENT, {"name": intent, "confidence": 1.0}, add_to_output=True)
+            message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

@@ -1,0 +1,88 @@
+"""The case summary an agent sees first: built from the conversation's slots and transcript.
+
+Only what the agent needs (shared/CONTEXT.md, "Hotline agents"): how urgent, what was said in the
+texter's own words with the language named, what the texter agreed to, whether an interpreter is
+needed. The agent hub validates it against its versioned JSON Schema.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from bot import DATA_DIR
+
+SCHEMA_VERSION = 1
+#: Languages the hotline's agents text in without an interpreter.
+AGENT_LANGUAGES = frozenset({"en", "fr"})
+
+
+@lru_cache(maxsize=1)
+def _labels() -> dict[str, str]:
+    data = yaml.safe_load((DATA_DIR / "indicators" / "taxonomy.yml").read_text(encoding="utf-8"))
+    return {item["id"]: item["label"] for item in data["indicators"]}
+
+
+@lru_cache(maxsize=1)
+def _language_names() -> dict[str, str]:
+    data = yaml.safe_load((DATA_DIR / "language" / "languages.yml").read_text(encoding="utf-8"))
+    return {item["code"]: item["name"] for item in data["supported"]}
+
+
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def transcript(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Texter and bot messages from Rasa events, oldest first (intent triggers like /stop left out)."""
+    lines = []
+    for event in events:
+        kind, text = event.get("event"), event.get("text")
+        if kind not in ("user", "bot") or not text or (kind == "user" and text.startswith("/")):
+            continue
+        language = ((event.get("parse_data") or {}).get("language_detection") or {}).get("language")
+        lines.append({"from": "texter" if kind == "user" else "bot", "text": text,
+                      "language": language, "at": _iso(event.get("timestamp") or 0)})
+    return lines
+
+
+def _indicators(slots: dict[str, Any]) -> list[dict[str, Any]]:
+    evidence = slots.get("indicator_evidence") or []
+    return [
+        {"id": code, "label": _labels().get(code, code),
+         "evidence": [{"text": e["text"], **({"question": e["question"]} if e.get("question") else {})}
+                      for e in evidence if e["indicator"] == code]}
+        for code in slots.get("indicators") or []
+    ]
+
+
+def build_summary(conversation_id: str, slots: dict[str, Any], events: list[dict[str, Any]],
+                  now: float) -> dict[str, Any]:
+    """The summary of one conversation at ``now`` (seconds since the epoch)."""
+    started = next((e.get("timestamp") for e in events if e.get("event") == "user"), now) or now
+    language = slots.get("language") or "en"
+    supported = slots.get("language_supported") is not False
+    detected = slots.get("detected_language") or language
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": conversation_id,
+        "status": "waiting",
+        "channel": "whatsapp" if conversation_id.startswith("wa-") else "sms",
+        "language": language if supported else detected,
+        "language_name": _language_names().get(language if supported else "", detected),
+        "interpreter_needed": (language if supported else detected) not in AGENT_LANGUAGES,
+        "risk": slots.get("risk") or "none",
+        "imminent": bool(slots.get("imminent")),
+        "indicators": _indicators(slots),
+        "safety": {name: slots.get(name) for name in ("safe_now", "can_text_freely", "phone_may_be_read")},
+        "may_be_monitored": bool(slots.get("monitored")),
+        "minor": bool(slots.get("minor")),
+        "age": slots.get("age") if slots.get("age") not in (None, "skip", "unclear") else None,
+        "third_party": bool(slots.get("third_party")),
+        "consent": {"handoff": slots.get("consent_handoff"), "contact_back": slots.get("contact_back")},
+        "created_at": _iso(started),
+        "waiting_seconds": 0,
+        "transcript": transcript(events),
+    }
