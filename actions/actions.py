@@ -240,7 +240,7 @@ class ValidateSafetyForm(FormValidationAction):
             return {"safe_now": answer}
         step = steps.emergency(_slots(tracker))
         _carry_out(step, dispatcher, tracker)
-        return {"safe_now": answer, **step.slots}
+        return {**step.slots, "safe_now": answer}
 
     def validate_can_text_freely(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
         answer = _answer(tracker, value)

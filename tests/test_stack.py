@@ -19,13 +19,15 @@ import pytest
 import yaml
 
 from bot import PROJECT_ROOT
+from bot.conversation.facts import fact_slots
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 
 def _responses_by_text() -> dict[str, tuple[str, str]]:
-    """Every response text of the domain, mapped to (response name, language or 'bilingual')."""
+    """Every response text of the domain as sent (referral facts filled in), mapped to
+    (response name, language or 'bilingual')."""
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
     found = {}
     for name, variations in domain["responses"].items():
@@ -33,7 +35,8 @@ def _responses_by_text() -> dict[str, tuple[str, str]]:
             language = "en"
             for cond in variation.get("condition", []):
                 language = cond["value"] if cond["name"] == "language" else "bilingual"
-            found[variation["text"].strip()] = (name, language)
+            facts = fact_slots(language if language != "bilingual" else "en")
+            found[variation["text"].format(**facts).strip()] = (name, language)
     return found
 
 
@@ -46,7 +49,8 @@ def stack(trained_model, tmp_path_factory):
     shutil.copy(trained_model, models / trained_model.name)
     ports = {"HOTLINE_RASA_PORT": free_port(), "HOTLINE_ACTIONS_PORT": free_port(),
              "HOTLINE_TWILIO_PORT": free_port()}
-    env = {**os.environ, "HOTLINE_MODELS": str(models), "HOTLINE_HOME": str(tmp_path_factory.mktemp("home")),
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "HOTLINE_MODELS": str(models), "HOTLINE_HOME": str(home),
            **{k: str(v) for k, v in ports.items()}}
     for variable in ("DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
                      "TWILIO_API_URL", "HOTLINE_PUBLIC_URL"):
@@ -68,7 +72,7 @@ def stack(trained_model, tmp_path_factory):
         process.kill()
     assert any(line.startswith("Rasa server:") for line in lines), "".join(lines[-50:])
     yield {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"],
-           "twilio": ports["HOTLINE_TWILIO_PORT"], "lines": lines}
+           "twilio": ports["HOTLINE_TWILIO_PORT"], "lines": lines, "home": home}
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -180,6 +184,135 @@ def test_sms_stop_silences_the_bot_until_start(stack):
     replies = text_by_sms(stack, sender, "ARRÊT")
     assert len(replies) == 1 and replies[0][0] == "unknown" and "unsubscribed" in replies[0][1]
     assert text_by_sms(stack, sender, "allo?", expect=0) == []
+
+
+# --- the trauma-informed conversation, through the real action server -----------------------------
+
+PHRASES = yaml.safe_load((PROJECT_ROOT / "tests" / "e2e" / "phrases.yml").read_text(encoding="utf-8"))["phrases"]
+
+
+def names(replies: list[tuple[str, str]], code: str) -> list[str]:
+    assert replies, "the bot must always answer"
+    assert {language for _, language in replies} == {code}, replies
+    return [name for name, _ in replies]
+
+
+def open_cases(stack) -> dict[str, dict]:
+    """The handoff queue of the stack's database, decrypted: conversation id -> summary."""
+    import sqlalchemy as sa
+
+    from bot.agents.handoff import handoff_requests
+    from bot.privacy import load_keys
+    from bot.settings import Settings
+
+    settings = Settings.from_env({"HOTLINE_HOME": str(stack["home"])})
+    keys = load_keys(settings)
+    engine = sa.create_engine(f"sqlite:///{stack['home'] / 'hotline.db'}")
+    with engine.connect() as db:
+        rows = list(db.execute(sa.select(handoff_requests)))
+    engine.dispose()
+    return {row.conversation_id: {"risk": row.risk, "reason": row.reason,
+                                  **json.loads(keys.decrypt(row.summary_enc))} for row in rows}
+
+
+@pytest.mark.parametrize("code", sorted(PHRASES))
+def test_safety_questions_then_what_happens_then_a_person_in_every_language(stack, code):
+    phrases, sender = PHRASES[code], f"flow-{code}"
+    opening = names(send(stack, sender, phrases["greet"]), code)
+    assert opening[0] == "utter_greet" and opening[-1] == "utter_ask_safe_now"
+    assert names(send(stack, sender, phrases["yes"]), code) == ["utter_ask_can_text_freely"]
+    assert names(send(stack, sender, phrases["no"]), code) == ["utter_clear_thread", "utter_ask_phone_may_be_read"]
+    assert names(send(stack, sender, phrases["skip"]), code) == ["utter_ask_situation"]
+    told = names(send(stack, sender, phrases["describe"]), code)
+    assert told[0] == "utter_acknowledge" and told[-1].startswith("utter_ask_")
+    asked = told[-1]
+    for _ in range(6):
+        if asked == "utter_ask_consent_handoff":
+            break
+        asked = names(send(stack, sender, phrases["skip"]), code)[-1]
+    assert asked == "utter_ask_consent_handoff"
+    assert names(send(stack, sender, phrases["yes"]), code) == ["utter_ask_contact_back"]
+    assert names(send(stack, sender, phrases["no"]), code) == ["utter_handoff_started"]
+    case = open_cases(stack)[sender]
+    assert case["language"] == code and case["consent"] == {"handoff": "yes", "contact_back": "no"}
+    assert case["safety"] == {"safe_now": "yes", "can_text_freely": "no", "phone_may_be_read": "skip"}
+    assert case["transcript"][0] == {**case["transcript"][0], "from": "texter", "text": phrases["greet"]}
+
+
+@pytest.mark.parametrize("code", sorted(PHRASES))
+def test_danger_in_the_middle_of_the_safety_questions_goes_to_911_and_the_top_of_the_queue(stack, code):
+    phrases, sender = PHRASES[code], f"danger-{code}"
+    names(send(stack, sender, phrases["greet"]), code)
+    assert names(send(stack, sender, phrases["yes"]), code) == ["utter_ask_can_text_freely"]
+    assert names(send(stack, sender, phrases["emergency_later"]), code) == ["utter_emergency", "utter_emergency_escalated"]
+    case = open_cases(stack)[sender]
+    assert case["risk"] == "imminent" and case["reason"] == "imminent"
+    assert names(send(stack, sender, phrases["thanks"]), code) == ["utter_welcome"]
+
+
+@pytest.mark.parametrize("code", sorted(PHRASES))
+def test_skipping_everything_still_gets_referrals_in_every_language(stack, code):
+    phrases, sender = PHRASES[code], f"skipper-{code}"
+    names(send(stack, sender, phrases["greet"]), code)
+    for expected in ("utter_ask_can_text_freely", "utter_ask_phone_may_be_read", "utter_ask_situation",
+                     "utter_ask_consent_handoff"):
+        assert names(send(stack, sender, phrases["skip"]), code) == [expected]
+    assert names(send(stack, sender, phrases["skip"]), code) == ["utter_referrals", "utter_rights"]
+    assert sender not in open_cases(stack), "nothing is shared without consent"
+
+
+def test_a_minor_gets_kids_help_phone_and_the_agent_is_told(stack):
+    sender, phrases = "minor-es", PHRASES["es"]
+    names(send(stack, sender, phrases["minor_describe"]), "es")
+    for _ in range(3):
+        send(stack, sender, phrases["skip"])
+    for _ in range(4):
+        asked = names(send(stack, sender, phrases["skip"]), "es")
+        if asked[-1] not in ("utter_ask_situation",) and not asked[-1].startswith("utter_ask_"):
+            break
+    assert asked[0] == "utter_minor" and "utter_referrals" in asked
+    case = open_cases(stack)[sender]
+    assert case["minor"] is True and case["reason"] == "minor" and case["risk"] == "high"
+
+
+def test_cover_word_switches_to_a_wrong_number_until_the_texter_asks_for_a_person(stack):
+    sender, phrases = "cover-en", PHRASES["en"]
+    names(send(stack, sender, phrases["greet"]), "en")
+    assert names(send(stack, sender, "pizza"), "en") == ["utter_cover"]
+    assert names(send(stack, sender, phrases["describe"]), "en") == ["utter_small_talk"]
+    assert names(send(stack, sender, phrases["ask_rights"]), "en") == ["utter_small_talk"]
+    assert names(send(stack, sender, phrases["ask_human"]), "en") == ["utter_human", "utter_ask_consent_handoff"]
+
+
+def test_rights_question_in_the_middle_of_the_questions_then_the_question_again(stack):
+    sender, phrases = "rights-fr", PHRASES["fr"]
+    names(send(stack, sender, phrases["greet"]), "fr")
+    assert names(send(stack, sender, phrases["ask_rights"]), "fr") == [
+        "utter_rights", "utter_rights_owp", "utter_rights_trp", "utter_tip_line", "utter_ask_safe_now"]
+
+
+def test_delete_asks_first_then_starts_over(stack):
+    sender, phrases = "delete-ko", PHRASES["ko"]
+    names(send(stack, sender, phrases["greet"]), "ko")
+    assert names(send(stack, sender, phrases["delete"]), "ko") == ["utter_ask_delete_confirmed"]
+    assert names(send(stack, sender, phrases["yes"]), "ko") == ["utter_deleted"]
+
+
+def test_stop_ends_the_questions_at_once(stack):
+    sender = "stopper-th"
+    names(send(stack, sender, PHRASES["th"]["greet"]), "th")
+    assert names(send(stack, sender, "STOP"), "th") == ["utter_stop"]
+
+
+def test_two_misunderstandings_in_a_row_offer_a_person_not_a_loop(stack):
+    sender = "lost-en"
+    names(send(stack, sender, PHRASES["en"]["greet"]), "en")
+    send(stack, sender, "STOP")
+    first = names(send(stack, sender, PHRASES["en"]["out_of_scope"]), "en")
+    assert "utter_out_of_scope" in first
+    second = names(send(stack, sender, PHRASES["en"]["gibberish"]), "en")
+    assert "utter_not_understood" not in second and "utter_out_of_scope" not in second, second
+
 
 
 def test_sigterm_stops_every_process(stack):

@@ -23,6 +23,7 @@ from bot.channels.keywords import carrier_keywords
 from bot.channels.outbox import Sender
 from bot.channels.store import ChannelStore
 from bot.privacy import default_keys
+from bot.retention import DeletionRequests, Eraser
 from bot.settings import Settings
 from bot.storage import database_url, make_engine
 
@@ -51,6 +52,11 @@ class Runtime:
                                      on_replies=self.sender.wake.set)
         self.tasks = [asyncio.create_task(self.dispatcher.run()),
                       asyncio.create_task(self.sender.run())]
+
+    def start_eraser(self, agent) -> None:
+        """Deletion requests are carried out here, where Rasa's lock and tracker store are."""
+        requests = DeletionRequests(self.store.engine)
+        self.tasks.append(asyncio.create_task(Eraser(requests, agent, self.store).run()))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -101,7 +107,8 @@ class HotlineTwilioInput(InputChannel):
             await runtime.start(on_new_message)
 
         @hook.listener("after_server_start")
-        async def settle(_app, _loop) -> None:
+        async def settle(app, _loop) -> None:
+            runtime.start_eraser(app.ctx.agent)
             # The model and Rasa are loaded by now: millions of long-lived objects that every full
             # garbage collection would walk again, stopping all threads (webhook answers took up
             # to 400 ms under load). Freezing them keeps full collections to what turns allocate.

@@ -172,7 +172,8 @@ class ChannelStore:
 
     def _touch_address(self, db, conv: str, address: str, hotline_number: str, now: float) -> None:
         updated = db.execute(addresses.update().where(addresses.c.conversation_id == conv).values(
-            last_inbound_at=now, hotline_number=hotline_number)).rowcount
+            last_inbound_at=now, hotline_number=hotline_number,
+            address_enc=self.keys.encrypt(address))).rowcount
         if not updated:
             db.execute(addresses.insert().values(
                 conversation_id=conv, channel=channel_of(conv),
@@ -335,6 +336,31 @@ class ChannelStore:
         if row is None or row.channel != "whatsapp":
             return None
         return max(0.0, row.last_inbound_at + window - now)
+
+    # Deletion ------------------------------------------------------------------------------
+
+    def busy(self, conv: str) -> bool:
+        """Whether a message of the conversation is still to be processed or sent."""
+        with self.engine.connect() as db:
+            waiting = db.execute(sa.select(inbound.c.id).where(
+                inbound.c.conversation_id == conv, inbound.c.status.in_(WAITING)).limit(1)).first()
+            unsent = db.execute(sa.select(outbox.c.id).where(
+                outbox.c.conversation_id == conv, outbox.c.status.in_(UNSENT)).limit(1)).first()
+        return bool(waiting or unsent)
+
+    def erase(self, conv: str) -> None:
+        """Deletes every message of a conversation, its delivery events and its address. A number
+        that opted out keeps only its opt-out (keyed hash, no number), so STOP stays honoured."""
+        with self.engine.begin() as db:
+            sids = sa.select(outbox.c.twilio_sid).where(outbox.c.conversation_id == conv,
+                                                        outbox.c.twilio_sid.isnot(None))
+            db.execute(delivery_events.delete().where(delivery_events.c.twilio_sid.in_(sids)))
+            db.execute(outbox.delete().where(outbox.c.conversation_id == conv))
+            db.execute(inbound.delete().where(inbound.c.conversation_id == conv))
+            db.execute(addresses.delete().where(addresses.c.conversation_id == conv,
+                                                addresses.c.opted_out.is_(False)))
+            db.execute(addresses.update().where(addresses.c.conversation_id == conv).values(
+                address_enc="", hotline_number=""))
 
     # Opt-out -------------------------------------------------------------------------------
 
