@@ -78,7 +78,9 @@ class ValidateSlotMappings(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         latest = tracker.latest_message or {}
-        slots = language_slots(tracker.get_slot("language"), latest.get(LANGUAGE_DETECTION))
+        previous = tracker.get_slot("language")
+        short_answer = answers().classify(latest.get("text"), previous) not in (None, "delete")
+        slots = language_slots(previous, latest.get(LANGUAGE_DETECTION), short_answer)
         current = {name: tracker.get_slot(name) for name in TRIAGE_SLOTS}
         slots.update(triage_slots(current, latest.get(TRIAGE), latest.get("message_id")))
         slots.update(fact_slots(slots.get("language") or tracker.get_slot("language")))
@@ -223,6 +225,12 @@ def _answer(tracker: Tracker, value: Any) -> str:
     return found if found in (YES, "no", SKIP) else flow.UNCLEAR
 
 
+def _just_asked(tracker: Tracker, slot: str) -> bool:
+    """Whether this message answers the question about ``slot``. Rasa also validates slots that were
+    filled before a form started; those must not say anything again."""
+    return tracker.get_slot("requested_slot") == slot
+
+
 class ValidateSafetyForm(FormValidationAction):
     """Are you safe, can you text freely, could someone read this phone. "No, not safe" is danger
     now: 911 and the agent, before any other question."""
@@ -236,7 +244,7 @@ class ValidateSafetyForm(FormValidationAction):
     def validate_safe_now(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                           domain: dict[str, Any]) -> dict[str, Any]:
         answer = _answer(tracker, value)
-        if answer != "no":
+        if answer != "no" or not _just_asked(tracker, "safe_now"):
             return {"safe_now": answer}
         step = steps.emergency(_slots(tracker))
         _carry_out(step, dispatcher, tracker)
@@ -244,13 +252,13 @@ class ValidateSafetyForm(FormValidationAction):
 
     def validate_can_text_freely(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
         answer = _answer(tracker, value)
-        if answer == "no" and tracker.get_slot("phone_may_be_read") != YES:
+        if answer == "no" and tracker.get_slot("phone_may_be_read") != YES and _just_asked(tracker, "can_text_freely"):
             dispatcher.utter_message(response="utter_clear_thread")
         return {"can_text_freely": answer}
 
     def validate_phone_may_be_read(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
         answer = _answer(tracker, value)
-        if answer == YES and tracker.get_slot("can_text_freely") != "no":
+        if answer == YES and tracker.get_slot("can_text_freely") != "no" and _just_asked(tracker, "phone_may_be_read"):
             dispatcher.utter_message(response="utter_clear_thread")
         return {"phone_may_be_read": answer}
 
@@ -265,6 +273,8 @@ class ValidateTriageForm(FormValidationAction):
         return flow.triage_slots(_slots(tracker))
 
     def validate_situation(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
+        if not _just_asked(tracker, "situation"):
+            return {"situation": value}
         if _answer(tracker, value) == SKIP:
             return {"situation": SKIP}
         dispatcher.utter_message(response="utter_acknowledge")

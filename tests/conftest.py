@@ -16,8 +16,12 @@ TEST_EPOCHS = int(os.environ.get("HOTLINE_TEST_EPOCHS", "20"))
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Path:
-    """A model of the full project data, trained once with fewer epochs."""
+    """A model of the full project data, trained once with fewer epochs. HOTLINE_TEST_MODEL names
+    an already trained model instead (for working on tests; CI always trains)."""
     from bot.training import train
+
+    if os.environ.get("HOTLINE_TEST_MODEL"):
+        return Path(os.environ["HOTLINE_TEST_MODEL"])
 
     return train(out=tmp_path_factory.mktemp("models"), epochs=TEST_EPOCHS)
 

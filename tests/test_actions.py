@@ -36,14 +36,15 @@ def database(request, tmp_path, monkeypatch):
 
 
 def tracker(slots: dict | None = None, text: str = "hi", intent: str = "greet", language: str = "en",
-            events: list | None = None, active_loop: str | None = None, sender: str = "sms-test") -> Tracker:
+            events: list | None = None, active_loop: str | None = None, sender: str = "sms-test",
+            asked: str | None = None) -> Tracker:
     now = time.time()
     latest = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "message_id": "m1",
               "language_detection": {"language": language, "confidence": 0.99, "method": "lingua",
                                      "detected": language, "supported": True, "informative": True},
               "triage": {"indicators": [], "evidence": [], "imminent": False}}
     user = {"event": "user", "text": text, "timestamp": now, "parse_data": latest}
-    return Tracker(sender, {"language": language, **(slots or {})}, latest, [*(events or []), user],
+    return Tracker(sender, {"language": language, "requested_slot": asked, **(slots or {})}, latest, [*(events or []), user],
                    False, None, {"name": active_loop} if active_loop else {}, "action_listen")
 
 
@@ -111,7 +112,8 @@ def test_not_safe_right_now_is_an_emergency_inside_the_safety_form(database):
     engine, _ = database
     dispatcher = CollectingDispatcher()
     form = act.ValidateSafetyForm()
-    result = form.validate_safe_now("no", dispatcher, tracker({}, "no", "deny", active_loop="safety_form"), DOMAIN)
+    tr = tracker({}, "no", "deny", active_loop="safety_form", asked="safe_now")
+    result = form.validate_safe_now("no", dispatcher, tr, DOMAIN)
     assert [m["response"] for m in dispatcher.messages] == ["utter_emergency", "utter_emergency_escalated"]
     assert result["safe_now"] == "no" and result["can_text_freely"] == "skip" and result["risk"] == "imminent"
     assert cases(engine)[0].risk == "imminent"
@@ -129,8 +131,19 @@ def test_safety_answers(text, intent, expected):
 
 def test_a_phone_that_may_be_read_gets_advice_to_clear_the_thread():
     dispatcher = CollectingDispatcher()
-    act.ValidateSafetyForm().validate_phone_may_be_read("yes", dispatcher, tracker({}, "yes", "affirm"), DOMAIN)
+    form = act.ValidateSafetyForm()
+    form.validate_phone_may_be_read("yes", dispatcher, tracker({}, "yes", "affirm", asked="phone_may_be_read"), DOMAIN)
     assert [m["response"] for m in dispatcher.messages] == ["utter_clear_thread"]
+
+
+def test_answers_given_before_a_form_starts_are_not_answered_again():
+    """Rasa validates slots filled before a form starts; that must not repeat advice or an alarm."""
+    dispatcher = CollectingDispatcher()
+    form = act.ValidateSafetyForm()
+    form.validate_phone_may_be_read("yes", dispatcher, tracker({}, "hi", "greet", asked=None), DOMAIN)
+    assert form.validate_safe_now("no", dispatcher, tracker({}, "hi", "greet", asked=None), DOMAIN) == {"safe_now": "no"}
+    result = act.ValidateTriageForm().validate_situation("told", dispatcher, tracker({}, "help", "ask_human"), DOMAIN)
+    assert dispatcher.messages == [] and result == {"situation": "told"}
 
 
 def test_a_yes_to_a_followup_becomes_an_indicator_with_the_texters_words():

@@ -161,3 +161,13 @@ def test_indicator_evaluation_texts_are_not_in_lexicons_or_training_data():
     rows = [json.loads(line) for path in INDICATOR_EVAL.glob("*.jsonl") for line in path.open(encoding="utf-8")]
     leaked = [r["text"] for r in rows if _norm(r["text"]) in training or _norm(r["text"]) in lexicons]
     assert not leaked
+
+
+JARGON = re.compile(r"\b(LMIA|TRP|OWP|TFWP?|IRCC|ESDC|IFHP|HTCDS|ILO)\b")
+
+
+@pytest.mark.parametrize("name", sorted(_responses()))
+def test_responses_use_no_jargon(name):
+    """Plain language: programme acronyms are never sent; the bot spells things out."""
+    for variation in _responses()[name]:
+        assert not JARGON.search(variation["text"]), variation["text"]

@@ -272,7 +272,7 @@ def test_a_minor_gets_kids_help_phone_and_the_agent_is_told(stack):
             break
     assert asked[0] == "utter_minor" and "utter_referrals" in asked
     case = open_cases(stack)[sender]
-    assert case["minor"] is True and case["reason"] == "minor" and case["risk"] == "high"
+    assert case["minor"] is True and case["reason"] == "minor"
 
 
 def test_cover_word_switches_to_a_wrong_number_until_the_texter_asks_for_a_person(stack):

@@ -27,9 +27,13 @@ _EDGES = " \t\r\n.!?¡¿,;:'\"()[]-_*~…。！？،؟"
 _AGE = re.compile(r"(?<!\d)(\d{1,2})(?!\d)")
 
 
+_PUNCTUATION = re.compile("[" + re.escape(_EDGES.strip()) + "]")
+
+
 def normalise(text: str) -> str:
-    """Case and Latin accents folded, whitespace collapsed, punctuation at the ends removed."""
-    return " ".join(fold(text).split()).strip(_EDGES)
+    """Case and Latin accents folded, punctuation removed, whitespace collapsed ("Sí, claro!" is
+    "si claro")."""
+    return " ".join(_PUNCTUATION.sub(" ", fold(text)).split())
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,13 @@ def _detection(parsed: dict[str, Any] | None) -> Detection | None:
     )
 
 
-def language_slots(previous: str | None, parsed_detection: dict[str, Any] | None) -> dict[str, Any]:
-    """New values of the language slots after one message, given what NLU detected in it."""
+def language_slots(previous: str | None, parsed_detection: dict[str, Any] | None,
+                   short_answer: bool = False) -> dict[str, Any]:
+    """New values of the language slots after one message, given what NLU detected in it. A short
+    answer ("nahi jee", "oo po", "2") never changes the conversation's language: it is an answer to
+    the bot's question, often typed in whatever letters are at hand."""
     detection = _detection(parsed_detection)
-    if detection is None:
+    if detection is None or (short_answer and previous):
         return {"language": previous or "en"}
     slots: dict[str, Any] = {"language": choose_language(previous, detection)}
     if detection.informative or previous is None:
