@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -71,6 +72,8 @@ def stack(trained_model, tmp_path_factory):
     else:
         process.kill()
     assert any(line.startswith("Rasa server:") for line in lines), "".join(lines[-50:])
+    # Keep reading the stack's output: a full pipe would block its processes mid-turn.
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
     yield {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"],
            "twilio": ports["HOTLINE_TWILIO_PORT"], "lines": lines, "home": home}
     if process.poll() is None:

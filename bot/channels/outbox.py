@@ -34,7 +34,9 @@ def twilio_client(config: TwilioConfig) -> Client:
     client = Client(config.account_sid, config.auth_token,
                     http_client=AsyncTwilioHttpClient(timeout=15))
     client.api.base_url = config.api_url
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    # Both clients log every request's URL and headers at INFO: noise, and a privacy risk.
+    for name in ("twilio.http_client", "twilio.async_http_client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return client
 
 
