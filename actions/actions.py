@@ -13,7 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.agents.handoff import SqlHandoffQueue
 from bot.agents.summary import build_summary
 from bot.conversation import flow, steps
-from bot.conversation.answers import SKIP, YES, answers, parse_age
+from bot.conversation.answers import NO, SKIP, YES, answers, parse_age
 from bot.conversation.facts import fact_slots
 from bot.conversation.language import language_slots, menu_slots
 from bot.conversation.triage import triage_slots
@@ -27,7 +27,7 @@ TRIAGE_SLOTS = ("indicators", "indicator_evidence", "imminent", "danger_now", "m
 #: Slots a new session keeps: the language, and whether the phone may be read (cover mode).
 CARRIED_OVER = ("language", "language_supported", "detected_language", "cover_active", "monitored")
 #: The intent of each kind of short answer when NLU did not already decide it.
-ANSWER_OF_INTENT = {"affirm": YES, "deny": "no", "skip": SKIP}
+ANSWER_OF_INTENT = {"affirm": YES, "deny": NO, "skip": SKIP}
 
 
 @lru_cache(maxsize=1)
@@ -222,7 +222,7 @@ def _answer(tracker: Tracker, value: Any) -> str:
     if intent in ANSWER_OF_INTENT:
         return ANSWER_OF_INTENT[intent]
     found = answers().classify(str(value or ""), tracker.get_slot("language"))
-    return found if found in (YES, "no", SKIP) else flow.UNCLEAR
+    return found if found in (YES, NO, SKIP) else flow.UNCLEAR
 
 
 def _just_asked(tracker: Tracker, slot: str) -> bool:
@@ -244,7 +244,7 @@ class ValidateSafetyForm(FormValidationAction):
     def validate_safe_now(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                           domain: dict[str, Any]) -> dict[str, Any]:
         answer = _answer(tracker, value)
-        if answer != "no" or not _just_asked(tracker, "safe_now"):
+        if answer != NO or not _just_asked(tracker, "safe_now"):
             return {"safe_now": answer}
         step = steps.emergency(_slots(tracker))
         _carry_out(step, dispatcher, tracker)
@@ -252,13 +252,13 @@ class ValidateSafetyForm(FormValidationAction):
 
     def validate_can_text_freely(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
         answer = _answer(tracker, value)
-        if answer == "no" and tracker.get_slot("phone_may_be_read") != YES and _just_asked(tracker, "can_text_freely"):
+        if answer == NO and tracker.get_slot("phone_may_be_read") != YES and _just_asked(tracker, "can_text_freely"):
             dispatcher.utter_message(response="utter_clear_thread")
         return {"can_text_freely": answer}
 
     def validate_phone_may_be_read(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
         answer = _answer(tracker, value)
-        if answer == YES and tracker.get_slot("can_text_freely") != "no" and _just_asked(tracker, "phone_may_be_read"):
+        if answer == YES and tracker.get_slot("can_text_freely") != NO and _just_asked(tracker, "phone_may_be_read"):
             dispatcher.utter_message(response="utter_clear_thread")
         return {"phone_may_be_read": answer}
 
@@ -332,7 +332,7 @@ class ValidateDeleteForm(FormValidationAction):
         return "validate_delete_form"
 
     def validate_delete_confirmed(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
-        return {"delete_confirmed": YES if _answer(tracker, value) == YES else "no"}
+        return {"delete_confirmed": YES if _answer(tracker, value) == YES else NO}
 
 
 class ActionChooseLanguage(Action):

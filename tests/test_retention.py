@@ -3,8 +3,6 @@ after the confirmation has gone out, under Rasa's lock; SQLite and PostgreSQL.""
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from types import SimpleNamespace
 
 import pytest

@@ -14,13 +14,12 @@ from typing import Any
 
 import yaml
 
-from bot.conversation.answers import NO, SKIP, YES
+from bot.conversation.answers import SKIP, YES
 from bot.conversation.facts import QUESTIONS_FILE
 
 #: The value of a question that was not answered with yes, no or skip (the texter wrote something
 #: else): recorded as it is, and the conversation moves on instead of asking again.
 UNCLEAR = "unclear"
-ANSWER_VALUES = (YES, NO, SKIP, UNCLEAR)
 
 
 @dataclass(frozen=True)
