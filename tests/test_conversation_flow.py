@@ -206,3 +206,37 @@ def test_cover_word_comes_from_the_environment(monkeypatch):
         assert fact_slots("en")["cover_word"] == "LASAGNA"
     finally:
         cover_word.cache_clear()
+
+
+def test_facts_name_the_responses_that_state_them():
+    data = yaml.safe_load((DATA_DIR / "referrals" / "facts.yml").read_text(encoding="utf-8"))["facts"]
+    domain = yaml.safe_load((DATA_DIR.parent / "domain.yml").read_text(encoding="utf-8"))["responses"]
+    for name, fact in data.items():
+        assert fact.get("value") is not None or fact.get("responses"), f"{name} is stated nowhere"
+        for response in fact.get("responses") or []:
+            assert response in domain, (name, response)
+
+
+# --- the NLU override -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "triage", "intent", "expected"), [
+    ("stop hitting me", {"imminent": True}, "stop", "emergency"),
+    ("pizza", {}, "out_of_scope", "cover"),
+    ("Pizza!", {}, "greet", "cover"),
+    ("2", {}, "nlu_fallback", "deny"),
+    ("oo po", {}, "greet", "affirm"),
+    ("borrar", {}, "out_of_scope", "delete_data"),
+    ("", {}, "nlu_fallback", "skip"),
+    ("my boss has my passport", {}, "describe_situation", "describe_situation"),
+])
+def test_safety_overrides_have_the_last_word(text, triage, intent, expected):
+    from rasa.shared.nlu.training_data.message import Message
+
+    from bot.nlu.components import SafetyOverrides
+
+    message = Message(data={"text": text, "intent": {"name": intent, "confidence": 0.6},
+                            "intent_ranking": [{"name": intent, "confidence": 0.6}],
+                            "triage": triage, "language_detection": {"language": "en"}})
+    SafetyOverrides("PIZZA").process([message])
+    assert message.get("intent")["name"] == expected
+    assert message.get("intent_ranking")[0]["name"] == expected
