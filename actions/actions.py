@@ -35,12 +35,28 @@ def _engine():
     return make_engine(database_url(Settings.from_env()))
 
 
+@lru_cache(maxsize=1)
 def handoff_queue() -> SqlHandoffQueue:
+    """One queue per action server: its keys are loaded and its table made once, not per case."""
     return SqlHandoffQueue(_engine(), default_keys())
 
 
+@lru_cache(maxsize=1)
 def deletion_requests() -> DeletionRequests:
     return DeletionRequests(_engine())
+
+
+def _triage_now(tracker: Tracker) -> dict[str, Any]:
+    return {name: tracker.get_slot(name) for name in TRIAGE_SLOTS}
+
+
+def _answer_evidence(tracker: Tracker, indicator: str, value: Any, question: str, **finding: Any) -> dict[str, Any]:
+    """The triage slots after an answer to ``question`` that gives ``indicator``: the texter's
+    answer itself is the evidence."""
+    text = str(value)
+    evidence = {"indicator": indicator, "text": text, "start": 0, "end": len(text), "question": question}
+    return triage_slots(_triage_now(tracker), {"evidence": [evidence], **finding},
+                        (tracker.latest_message or {}).get("message_id"))
 
 
 def _slots(tracker: Tracker) -> dict[str, Any]:
@@ -81,9 +97,8 @@ class ValidateSlotMappings(Action):
         previous = tracker.get_slot("language")
         short_answer = answers().classify(latest.get("text"), previous) not in (None, "delete")
         slots = language_slots(previous, latest.get(LANGUAGE_DETECTION), short_answer)
-        current = {name: tracker.get_slot(name) for name in TRIAGE_SLOTS}
-        slots.update(triage_slots(current, latest.get(TRIAGE), latest.get("message_id")))
-        slots.update(fact_slots(slots.get("language") or tracker.get_slot("language")))
+        slots.update(triage_slots(_triage_now(tracker), latest.get(TRIAGE), latest.get("message_id")))
+        slots.update(fact_slots(slots["language"]))
         intent = (latest.get("intent") or {}).get("name")
         if intent == "describe_situation" and tracker.get_slot("situation") is None and not tracker.active_loop:
             slots["situation"] = "told"
@@ -185,11 +200,11 @@ class ActionStop(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         dispatcher.utter_message(response="utter_stop")
-        return [ActiveLoop(None), SlotSet("requested_slot", None), SlotSet("stopped", True)]
+        return [ActiveLoop(None), SlotSet("requested_slot", None)]
 
 
 class ActionGiveRights(Action):
-    """Rights at work, and the permits that matter for what the texter described."""
+    """Rights at work, both permits (open work permit, temporary resident permit) and the tip line."""
 
     def name(self) -> str:
         return "action_give_rights"
@@ -285,10 +300,7 @@ class ValidateTriageForm(FormValidationAction):
         result: dict[str, Any] = {slot: answer}
         indicator = flow.followup_indicator(slot, answer)
         if indicator:
-            text = str(value)
-            finding = {"evidence": [{"indicator": indicator, "text": text, "start": 0, "end": len(text), "question": slot}]}
-            current = {name: tracker.get_slot(name) for name in TRIAGE_SLOTS}
-            result.update(triage_slots(current, finding, (tracker.latest_message or {}).get("message_id")))
+            result.update(_answer_evidence(tracker, indicator, value, slot))
         return result
 
     def validate_leaving(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
@@ -313,11 +325,7 @@ class ValidateTriageForm(FormValidationAction):
             return {"age": SKIP if answer == SKIP else flow.UNCLEAR}
         result: dict[str, Any] = {"age": str(age)}
         if age < 18:
-            text = str(value)
-            finding = {"evidence": [{"indicator": "MINOR", "text": text, "start": 0, "end": len(text), "question": "age"}],
-                       "minor": True}
-            current = {name: tracker.get_slot(name) for name in TRIAGE_SLOTS}
-            result.update(triage_slots(current, finding, (tracker.latest_message or {}).get("message_id")))
+            result.update(_answer_evidence(tracker, "MINOR", value, "age", minor=True))
         return result
 
     def validate_consent_handoff(self, value, dispatcher, tracker, domain) -> dict[str, Any]:

@@ -45,9 +45,6 @@ class HandoffQueue(Protocol):
     def escalate(self, conversation_id: str, summary: dict[str, Any], reason: str) -> str:
         """Queue (or update) the open case of a conversation; returns the case id."""
 
-    def open_case(self, conversation_id: str) -> dict[str, Any] | None:
-        """The conversation's open case (id, risk, reason, summary), or None."""
-
 
 class SqlHandoffQueue:
     def __init__(self, engine: Engine, keys: Keys) -> None:
@@ -71,13 +68,3 @@ class SqlHandoffQueue:
             db.execute(handoff_requests.insert().values(
                 id=case_id, conversation_id=conversation_id, status=OPEN, created_at=now, **values))
             return case_id
-
-    def open_case(self, conversation_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as db:
-            row = db.execute(sa.select(handoff_requests).where(
-                handoff_requests.c.conversation_id == conversation_id,
-                handoff_requests.c.status == OPEN)).first()
-        if row is None:
-            return None
-        return {"id": row.id, "risk": row.risk, "reason": row.reason,
-                "summary": json.loads(self.keys.decrypt(row.summary_enc))}

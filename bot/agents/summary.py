@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from bot import DATA_DIR
+from bot.agents.handoff import OPEN
+from bot.channels.store import channel_of
 
 SCHEMA_VERSION = 1
 #: Languages the hotline's agents text in without an interpreter.
@@ -68,8 +70,8 @@ def build_summary(conversation_id: str, slots: dict[str, Any], events: list[dict
     return {
         "schema_version": SCHEMA_VERSION,
         "id": conversation_id,
-        "status": "waiting",
-        "channel": "whatsapp" if conversation_id.startswith("wa-") else "sms",
+        "status": OPEN,
+        "channel": channel_of(conversation_id),
         "language": language if supported else detected,
         "language_name": _language_names().get(language if supported else "", detected),
         "interpreter_needed": (language if supported else detected) not in AGENT_LANGUAGES,

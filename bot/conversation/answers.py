@@ -23,11 +23,9 @@ KINDS = ("yes", "no", "skip", "delete")
 YES, NO, SKIP = "yes", "no", "skip"
 #: A message longer than this is not a short answer, whatever words it holds.
 MAX_ANSWER_LENGTH = 40
-_EDGES = " \t\r\n.!?¡¿,;:'\"()[]-_*~…。！？،؟"
+#: Punctuation dropped before matching, anywhere in the message.
+_PUNCTUATION = re.compile("[" + re.escape(".!?¡¿,;:'\"()[]-_*~…。！？،؟") + "]")
 _AGE = re.compile(r"(?<!\d)(\d{1,2})(?!\d)")
-
-
-_PUNCTUATION = re.compile("[" + re.escape(_EDGES.strip()) + "]")
 
 
 def normalise(text: str) -> str:

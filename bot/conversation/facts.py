@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 
 from bot import DATA_DIR
+from bot.conversation.flow import questions
 
 FACTS_FILE = DATA_DIR / "referrals" / "facts.yml"
-QUESTIONS_FILE = DATA_DIR / "conversation" / "questions.yml"
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def cover_word() -> str:
     configured = os.environ.get("HOTLINE_COVER_WORD", "").strip()
     if configured:
         return configured
-    return str(yaml.safe_load(QUESTIONS_FILE.read_text(encoding="utf-8"))["cover_word"])
+    return questions().cover_word
 
 
 def fact_slots(language: str | None) -> dict[str, Any]:

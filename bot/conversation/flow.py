@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from bot import DATA_DIR
 from bot.conversation.answers import SKIP, YES
-from bot.conversation.facts import QUESTIONS_FILE
+
+QUESTIONS_FILE = DATA_DIR / "conversation" / "questions.yml"
 
 #: The value of a question that was not answered with yes, no or skip (the texter wrote something
 #: else): recorded as it is, and the conversation moves on instead of asking again.
@@ -39,6 +41,7 @@ class Questions:
     max_skips_in_a_row: int
     age: str
     consent: tuple[str, ...]
+    cover_word: str
 
     @property
     def all_slots(self) -> tuple[str, ...]:
@@ -56,7 +59,7 @@ def questions() -> Questions:
         followups=tuple(Followup(f["slot"], f["indicator"], str(f["when"]), frozenset(f["skip_if"]))
                         for f in data["followups"]),
         max_followups=int(data["max_followups"]), max_skips_in_a_row=int(data["max_skips_in_a_row"]),
-        age=data["age"], consent=tuple(data["consent"]),
+        age=data["age"], consent=tuple(data["consent"]), cover_word=str(data["cover_word"]),
     )
 
 
