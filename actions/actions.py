@@ -215,6 +215,16 @@ class ActionGiveRights(Action):
         return []
 
 
+class ActionNoAgentYet(Action):
+    """Triggered by the agent hub when nobody has taken the case after its wait."""
+
+    def name(self) -> str:
+        return "action_no_agent_yet"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        return _carry_out(steps.no_agent_yet(_slots(tracker)), dispatcher, tracker)
+
+
 class ActionDeleteData(Action):
     """After a confirmed "delete": the request is recorded for the deletion job, and the
     conversation starts over with nothing remembered."""

@@ -1,4 +1,4 @@
-"""The ``hotline`` command: ``triage``, ``train`` and ``up``."""
+"""The ``hotline`` command: ``triage``, ``train``, ``up``, ``hub`` and ``agents add``."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +57,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_stack(train_if_missing=not args.no_train)
 
 
+def cmd_agents_add(args: argparse.Namespace) -> int:
+    """Create an agent account and print its generated password (shown only this once)."""
+    from bot.agents.accounts import AccountError, Accounts
+    from bot.settings import Settings
+    from bot.storage import database_url, make_engine
+
+    accounts = Accounts(make_engine(database_url(Settings.from_env())))
+    try:
+        password = accounts.add(args.name, args.role)
+    except AccountError as error:
+        print(f"hotline agents add: {error}", file=sys.stderr)
+        return 1
+    print(password)
+    return 0
+
+
+def cmd_hub(_args: argparse.Namespace) -> int:
+    """Run the agent hub alone (``hotline up`` starts it with the rest)."""
+    from bot.agents.app import run_hub
+
+    run_hub()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None, help="override DIET epochs (smaller = faster)")
     train.add_argument("--fixed-model-name", default=None)
     train.set_defaults(func=cmd_train)
+
+    agents = sub.add_parser("agents", help="hotline agents' accounts")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    add = agents_sub.add_parser("add", help="create an agent; prints the generated password")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["agent", "supervisor", "trainer"], default="agent")
+    add.set_defaults(func=cmd_agents_add)
+
+    hub = sub.add_parser("hub", help="run the agent hub alone (port 8080)")
+    hub.set_defaults(func=cmd_hub)
 
     up = sub.add_parser("up", help="start the whole stack (Rasa, actions, ...)")
     up.add_argument("--no-train", action="store_true", help="fail instead of training when no model exists")

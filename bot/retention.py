@@ -14,6 +14,8 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.storage import migrate
+
 logger = logging.getLogger(__name__)
 metadata = sa.MetaData()
 
@@ -29,7 +31,7 @@ deletion_requests = sa.Table(
 class DeletionRequests:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        migrate(engine)
 
     def request(self, conversation_id: str) -> None:
         with self.engine.begin() as db:
@@ -95,8 +97,10 @@ def erase_tracker(tracker_store, conversation_id: str) -> None:
 
 
 def erase_cases(engine: Engine, conversation_id: str) -> None:
-    from bot.agents.handoff import handoff_requests, metadata as handoff_metadata
+    """Deletes the conversation's cases and their notes (the audit log keeps only case ids)."""
+    from bot.agents.tables import case_notes, handoff_requests
 
-    handoff_metadata.create_all(engine)
+    cases = sa.select(handoff_requests.c.id).where(handoff_requests.c.conversation_id == conversation_id)
     with engine.begin() as db:
+        db.execute(case_notes.delete().where(case_notes.c.case_id.in_(cases)))
         db.execute(handoff_requests.delete().where(handoff_requests.c.conversation_id == conversation_id))

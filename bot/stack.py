@@ -95,6 +95,11 @@ def children(settings: Settings, model: str, endpoints: str, token: str) -> list
              "--interface", settings.bind, "--port", str(settings.rasa_port)],
             f"http://127.0.0.1:{settings.rasa_port}/",
         ),
+        Child(
+            "agent hub",
+            [python, "-m", "bot.agents.app"],
+            f"http://127.0.0.1:{settings.hub_port}/healthz",
+        ),
     ]
 
 
@@ -140,6 +145,7 @@ def run_stack(train_if_missing: bool = True) -> int:
             return 1
         print(f"Rasa server:   http://127.0.0.1:{settings.rasa_port}/  (REST channel: /webhooks/rest/webhook)")
         print(f"Action server: http://127.0.0.1:{settings.actions_port}/health")
+        print(f"Agent console: http://127.0.0.1:{settings.hub_port}/  (add an agent: hotline agents add NAME)")
         print(f"Twilio webhook: http://127.0.0.1:{settings.rasa_port}{WEBHOOK_PATH}")
         if development:
             print(f"Twilio stand-in (no TWILIO_ACCOUNT_SID): http://127.0.0.1:{settings.twilio_port}/"

@@ -115,7 +115,7 @@ FACT_PLACEHOLDERS = {name for name, fact in facts().items() if fact.value is not
 #: (not named in rules), and intents only bot.nlu.components.SafetyOverrides sets.
 EXPECTED_WARNING = re.compile(
     r"The utterance '(\w+)' is not used in any story or rule|"
-    r"The intent '(cover|delete_data)' is listed in the domain file, but is not found in the NLU training data"
+    r"The intent '(cover|delete_data|EXTERNAL_no_agent)' is listed in the domain file, but is not found in the NLU training data"
 )
 
 

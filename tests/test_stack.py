@@ -6,14 +6,8 @@ channel, as a texter's messages would arrive; then stops the stack with SIGTERM.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.parse
 import urllib.request
 
 import pytest
@@ -21,7 +15,7 @@ import yaml
 
 from bot import PROJECT_ROOT
 from bot.conversation.facts import fact_slots
-from tests.conftest import free_port
+from tests.support.stack import sent_to, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
 
@@ -46,39 +40,9 @@ RESPONSES = _responses_by_text()
 
 @pytest.fixture(scope="module")
 def stack(trained_model, tmp_path_factory):
-    models = tmp_path_factory.mktemp("stack_models")
-    shutil.copy(trained_model, models / trained_model.name)
-    ports = {"HOTLINE_RASA_PORT": free_port(), "HOTLINE_ACTIONS_PORT": free_port(),
-             "HOTLINE_TWILIO_PORT": free_port()}
-    home = tmp_path_factory.mktemp("home")
-    env = {**os.environ, "HOTLINE_MODELS": str(models), "HOTLINE_HOME": str(home),
-           **{k: str(v) for k, v in ports.items()}}
-    for variable in ("DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
-                     "TWILIO_API_URL", "HOTLINE_PUBLIC_URL"):
-        env.pop(variable, None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "up", "--no-train"], cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-        if line.startswith("Model:"):
-            break
-    else:
-        process.kill()
-    assert any(line.startswith("Rasa server:") for line in lines), "".join(lines[-50:])
-    # Keep reading the stack's output: a full pipe would block its processes mid-turn.
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    yield {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"],
-           "twilio": ports["HOTLINE_TWILIO_PORT"], "lines": lines, "home": home}
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+    running = start_stack(trained_model, tmp_path_factory.mktemp("stack_models"), tmp_path_factory.mktemp("home"))
+    yield running
+    stop_stack(running)
 
 
 def send(stack, sender: str, text: str) -> list[tuple[str, str]]:
@@ -139,7 +103,7 @@ def text_by_sms(stack, sender: str, text: str, channel: str = "sms", media_url: 
                 expect: int = 1) -> list[tuple[str, str]]:
     """Text the hotline through the Twilio stand-in; returns the new replies, as in ``send``."""
     address = f"whatsapp:{sender}" if channel == "whatsapp" else sender
-    before = len(sms_sent(stack, address))
+    before = len(sent_to(stack, address))
     payload = {"from": sender, "channel": channel, "body": text, **({"media_url": media_url} if media_url else {})}
     request = urllib.request.Request(f"http://127.0.0.1:{stack['twilio']}/emulator/send",
                                      data=json.dumps(payload).encode(),
@@ -147,16 +111,10 @@ def text_by_sms(stack, sender: str, text: str, channel: str = "sms", media_url: 
     with urllib.request.urlopen(request, timeout=30) as response:
         assert json.loads(response.read())["webhook_status"] == 200
     deadline = time.monotonic() + 60
-    while len(sms_sent(stack, address)) < before + expect and time.monotonic() < deadline:
+    while len(sent_to(stack, address)) < before + expect and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.5)
-    return [RESPONSES.get(m["body"].strip(), ("unknown", m["body"])) for m in sms_sent(stack, address)[before:]]
-
-
-def sms_sent(stack, address: str) -> list[dict]:
-    query = urllib.parse.urlencode({"to": address})
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack['twilio']}/emulator/messages?{query}", timeout=10) as reply:
-        return json.loads(reply.read())
+    return [RESPONSES.get(m["body"].strip(), ("unknown", m["body"])) for m in sent_to(stack, address)[before:]]
 
 
 def test_hotline_up_prints_the_webhook_and_the_standin(stack):
@@ -322,6 +280,6 @@ def test_sigterm_stops_every_process(stack):
     process = stack["process"]
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
-    for port in (stack["rasa"], stack["actions"], stack["twilio"]):
+    for port in (stack["rasa"], stack["actions"], stack["twilio"], stack["hub"]):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)

@@ -18,25 +18,17 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.agents.tables import handoff_requests
+from bot.channels.store import addresses
 from bot.privacy import Keys
+from bot.storage import migrate
 from bot.triage.risk import LEVELS, higher
 
-metadata = sa.MetaData()
-
-handoff_requests = sa.Table(
-    "handoff_requests", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("conversation_id", sa.String(48), nullable=False, index=True),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("risk", sa.String(16), nullable=False),
-    sa.Column("priority", sa.Integer, nullable=False, index=True),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("summary_enc", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
 OPEN = "waiting"
+#: Statuses of a case that is not closed: in the queue, with an agent, handed back to the bot.
+HELD, RETURNED, CLOSED = "held", "returned", "closed"
+ACTIVE = (OPEN, HELD, RETURNED)
+TRAINING_PREFIX = "train-"
 
 
 class HandoffQueue(Protocol):
@@ -49,22 +41,36 @@ class HandoffQueue(Protocol):
 class SqlHandoffQueue:
     def __init__(self, engine: Engine, keys: Keys) -> None:
         self.engine, self.keys = engine, keys
-        metadata.create_all(engine)
+        migrate(engine)
 
     def escalate(self, conversation_id: str, summary: dict[str, Any], reason: str) -> str:
         now = time.time()
         with self.engine.begin() as db:
-            row = db.execute(sa.select(handoff_requests.c.id, handoff_requests.c.risk).where(
+            row = db.execute(sa.select(handoff_requests.c.id, handoff_requests.c.risk,
+                                       handoff_requests.c.status).where(
                 handoff_requests.c.conversation_id == conversation_id,
-                handoff_requests.c.status == OPEN)).first()
+                handoff_requests.c.status.in_(ACTIVE))).first()
             risk = higher(row.risk, summary["risk"]) if row else summary["risk"]
             values = {"risk": risk, "priority": LEVELS.index(risk), "reason": reason,
                       "summary_enc": self.keys.encrypt(json.dumps({**summary, "risk": risk})),
                       "updated_at": now}
             if row:
+                if row.status == RETURNED:  # handed back, and the texter needs a person again
+                    values.update(status=OPEN, assigned_to=None, told_waiting_at=None)
                 db.execute(handoff_requests.update().where(handoff_requests.c.id == row.id).values(**values))
                 return row.id
             case_id = str(uuid.uuid4())
             db.execute(handoff_requests.insert().values(
-                id=case_id, conversation_id=conversation_id, status=OPEN, created_at=now, **values))
+                id=case_id, conversation_id=conversation_id, status=OPEN, created_at=now,
+                training=_training(db, conversation_id), **values))
             return case_id
+
+
+def _training(db, conversation_id: str) -> bool:
+    """Training conversations: a trainer's replay (REST sender ids ``train-...``) or a fictional
+    555-01xx number through the Twilio channel (``bot.channels.store.is_training_address``)."""
+    if conversation_id.startswith(TRAINING_PREFIX):
+        return True
+    row = db.execute(sa.select(addresses.c.training).where(
+        addresses.c.conversation_id == conversation_id)).first()
+    return bool(row and row.training)

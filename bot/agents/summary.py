@@ -7,6 +7,7 @@ needed. The agent hub validates it against its versioned JSON Schema.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +18,8 @@ from bot.agents.handoff import OPEN
 from bot.channels.store import channel_of
 
 SCHEMA_VERSION = 1
+SCHEMA_FILE = DATA_DIR / "schemas" / f"case_summary.v{SCHEMA_VERSION}.json"
+AGENT = "agent"
 #: Languages the hotline's agents text in without an interpreter.
 AGENT_LANGUAGES = frozenset({"en", "fr"})
 
@@ -33,20 +36,22 @@ def _language_names() -> dict[str, str]:
     return {item["code"]: item["name"] for item in data["supported"]}
 
 
-def _iso(timestamp: float) -> str:
+def iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def transcript(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Texter and bot messages from Rasa events, oldest first (intent triggers like /stop left out)."""
+    """Texter, bot and agent messages from Rasa events, oldest first (intent triggers like /stop
+    left out). An agent's replies are bot events the hub appended with ``metadata.from = agent``."""
     lines = []
     for event in events:
         kind, text = event.get("event"), event.get("text")
         if kind not in ("user", "bot") or not text or (kind == "user" and text.startswith("/")):
             continue
         language = ((event.get("parse_data") or {}).get("language_detection") or {}).get("language")
-        lines.append({"from": "texter" if kind == "user" else "bot", "text": text,
-                      "language": language, "at": _iso(event.get("timestamp") or 0)})
+        by_agent = kind == "bot" and (event.get("metadata") or {}).get("from") == AGENT
+        lines.append({"from": "texter" if kind == "user" else AGENT if by_agent else "bot", "text": text,
+                      "language": language, "at": iso(event.get("timestamp") or 0)})
     return lines
 
 
@@ -81,10 +86,25 @@ def build_summary(conversation_id: str, slots: dict[str, Any], events: list[dict
         "safety": {name: slots.get(name) for name in ("safe_now", "can_text_freely", "phone_may_be_read")},
         "may_be_monitored": bool(slots.get("monitored")),
         "minor": bool(slots.get("minor")),
-        "age": slots.get("age") if slots.get("age") not in (None, "skip", "unclear") else None,
+        "age": int(slots["age"]) if str(slots.get("age") or "").isdigit() else None,
         "third_party": bool(slots.get("third_party")),
         "consent": {"handoff": slots.get("consent_handoff"), "contact_back": slots.get("contact_back")},
-        "created_at": _iso(started),
+        "created_at": iso(started),
         "waiting_seconds": 0,
         "transcript": transcript(events),
     }
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    from jsonschema import Draft7Validator
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+def schema_errors(summary: dict[str, Any]) -> list[str]:
+    """Where a summary breaks the versioned schema (paths and reasons, no texter content)."""
+    return [f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.validator}"
+            for error in _validator().iter_errors(summary)]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
+import uuid
 from typing import Any, Awaitable, Callable, Text
 
-from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 
@@ -21,6 +23,7 @@ from bot.channels.config import STATUS_PATH, TwilioConfig
 from bot.channels.inbound import CHANNEL_NAME, BadRequest, Dispatcher, form_params, parse_incoming, signed
 from bot.channels.keywords import carrier_keywords
 from bot.channels.outbox import Sender
+from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore
 from bot.privacy import default_keys
 from bot.retention import DeletionRequests, Eraser
@@ -85,6 +88,27 @@ class Runtime:
         return f"{self.config.public_url}{request.path}{query}"
 
 
+class OutboxOutput(OutputChannel):
+    """Replies Rasa sends outside a texter's turn (the hub's ``trigger_intent``): queued in the
+    outbox like any reply, each under its own key, and sent by this process's sender."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return CHANNEL_NAME
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.batch = uuid.uuid4().hex
+        self.numbers = itertools.count()
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        store = self.runtime.store
+        for part in split_message(text):
+            key = f"ext:{self.batch}:{next(self.numbers)}"
+            await store.call(store.enqueue, recipient_id, key, "bot", part)
+        self.runtime.sender.wake.set()
+
+
 class HotlineTwilioInput(InputChannel):
     @classmethod
     def name(cls) -> Text:
@@ -97,6 +121,9 @@ class HotlineTwilioInput(InputChannel):
     def __init__(self, config: TwilioConfig) -> None:
         self.config = config
         self.runtime = Runtime(config)
+
+    def get_output_channel(self) -> OutputChannel | None:
+        return OutboxOutput(self.runtime) if self.runtime.store else None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         runtime = self.runtime

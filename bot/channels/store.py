@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from bot.channels.config import WHATSAPP_WINDOW
 from bot.privacy import Keys
+from bot.storage import migrate
 
 T = TypeVar("T")
 metadata = sa.MetaData()
@@ -43,6 +45,7 @@ addresses = sa.Table(
     sa.Column("opted_out_at", sa.Float),
     sa.Column("last_inbound_at", sa.Float, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("training", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 inbound = sa.Table(
@@ -105,6 +108,7 @@ class Inbound:
     body: str
     media: list[dict] = field(default_factory=list)
     attempts: int = 0
+    received_at: float = 0.0
 
 
 @dataclass
@@ -123,6 +127,15 @@ class Outgoing:
 def channel_of(conv: str) -> str:
     """``whatsapp`` or ``sms``, from a conversation id made by ``conversation_id``."""
     return "whatsapp" if conv.startswith("wa-") else "sms"
+
+
+#: Fictional numbers (North America's 555-0100 to 555-0199) are trainers' test texters: their
+#: cases are training cases, shown only to trainers and supervisors.
+TRAINING_ADDRESS = re.compile(r"^(whatsapp:)?\+1\d{3}55501\d{2}$")
+
+
+def is_training_address(address: str) -> bool:
+    return bool(TRAINING_ADDRESS.match(address))
 
 
 def conversation_id(keys: Keys, address: str) -> str:
@@ -144,7 +157,7 @@ class ChannelStore:
         self.lease = lease
         self.worker = uuid.uuid4().hex
         self.expired_at = {"channel_inbound": 0.0, "channel_outbox": 0.0}
-        metadata.create_all(engine)
+        migrate(engine)
 
     async def call(self, method: Callable[..., T], *args) -> T:
         """Run one of this store's methods on its database thread, from async code."""
@@ -178,7 +191,8 @@ class ChannelStore:
             db.execute(addresses.insert().values(
                 conversation_id=conv, channel=channel_of(conv),
                 address_enc=self.keys.encrypt(address), hotline_number=hotline_number,
-                opted_out=False, last_inbound_at=now, created_at=now))
+                opted_out=False, last_inbound_at=now, created_at=now,
+                training=is_training_address(address)))
 
     def claim_inbound(self, limit: int = 20, now: float | None = None) -> list[Inbound]:
         """Claim the oldest waiting message of each conversation that has nothing earlier in flight."""
@@ -226,7 +240,8 @@ class ChannelStore:
         return Inbound(id=row.id, sid=row.sid, conversation_id=row.conversation_id,
                        channel=channel_of(row.conversation_id),
                        body=self.keys.decrypt(row.body_enc) or "",
-                       media=json.loads(media) if media else [], attempts=row.attempts)
+                       media=json.loads(media) if media else [], attempts=row.attempts,
+                       received_at=row.received_at)
 
     def complete(self, message: Inbound, replies: list[str], status: str = "done",
                  now: float | None = None) -> int:
@@ -336,6 +351,20 @@ class ChannelStore:
         if row is None or row.channel != "whatsapp":
             return None
         return max(0.0, row.last_inbound_at + window - now)
+
+    def inbound_since(self, after_id: int, conversations: list[str]) -> list[Inbound]:
+        """Texter messages stored after ``after_id`` in these conversations, oldest first (the hub
+        shows them live to the agent who holds the conversation)."""
+        if not conversations:
+            return []
+        query = (sa.select(inbound).where(inbound.c.id > after_id, inbound.c.conversation_id.in_(conversations))
+                 .order_by(inbound.c.id))
+        with self.engine.connect() as db:
+            return [self._inbound(row) for row in db.execute(query)]
+
+    def last_inbound_id(self) -> int:
+        with self.engine.connect() as db:
+            return db.execute(sa.select(sa.func.max(inbound.c.id))).scalar() or 0
 
     # Deletion ------------------------------------------------------------------------------
 

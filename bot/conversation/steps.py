@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.conversation.answers import YES
+from bot.conversation.answers import NO, YES
 from bot.conversation.flow import next_form, questions, skip_remaining
 
 #: How sure language detection must be for the opening not to confirm the language.
 SURE_LANGUAGE = 0.6
 #: The value of ``consent_handoff`` when a case went to an agent without asking: imminent danger.
 NOT_ASKED = "not_asked"
-#: Values of the ``handoff`` slot.
-QUEUED, EMERGENCY, INFORMED = "queued", "emergency", "informed"
+#: Values of the ``handoff`` slot. RETURNED: an agent had the conversation and handed it back.
+QUEUED, EMERGENCY, INFORMED, RETURNED = "queued", "emergency", "informed", "returned"
+#: What an agent can tell the bot they covered when handing a conversation back.
+COVERED = ("referrals", "rights", "safety_plan", "emergency")
 #: What the bot says after the opening for each intent, when the opening was already sent.
 REPLY_AFTER_OPENING = {
     "greet": "utter_greet", "ask_help": "utter_ask_help", "describe_situation": "utter_acknowledge",
@@ -71,6 +73,9 @@ def ask_for_person(slots: dict[str, Any]) -> Step:
     """The texter asked for a person: skip what is left, so the next question is consent."""
     if slots.get("handoff") in (QUEUED, EMERGENCY):
         return Step(["utter_handoff_already"])
+    if slots.get("handoff") == RETURNED:
+        # They agreed once and an agent has just talked with them: no consent question again.
+        return Step(["utter_handoff_started"], {"handoff": QUEUED}, escalate="asked_again", stop_forms=True)
     consent = questions().consent[0]
     reset = {consent: None} if slots.get(consent) not in (None, YES) else {}
     return Step(["utter_human"], {**skip_remaining(slots), **reset, "cover_active": False}, stop_forms=True)
@@ -87,6 +92,9 @@ def finish(slots: dict[str, Any], said_this_turn: bool) -> Step:
     if handoff in (QUEUED, EMERGENCY):
         if not said_this_turn and not step.responses:
             step.responses.append("utter_handoff_already")
+    elif handoff == RETURNED:
+        if not said_this_turn and not step.responses:
+            step.responses.append("utter_ok")
     elif consent == YES:
         step.responses.append("utter_handoff_started")
         step.slots["handoff"], step.escalate = QUEUED, "consent"
@@ -115,3 +123,24 @@ def not_understood(slots: dict[str, Any], intent: str | None) -> Step:
         return step
     reply = "utter_out_of_scope" if intent == "out_of_scope" else "utter_not_understood"
     return Step([reply], {"misunderstood": True})
+
+
+def no_agent_yet(slots: dict[str, Any]) -> Step:
+    """Nobody has taken the case after the hub's wait: say so honestly, with the numbers to call.
+
+    Silent when a message from the hotline could put the texter at risk or is unwanted: the phone
+    may be read (cover mode) or they said no to being texted later. The case stays in the queue.
+    """
+    if slots.get("cover_active") or slots.get(questions().consent[-1]) == NO:
+        return Step()
+    return Step(["utter_no_agent_yet"])
+
+
+def handback(covered: list[str]) -> dict[str, Any]:
+    """The slots the hub sets when an agent hands a conversation back to the bot: the bot resumes
+    knowing a person talked with the texter and what they covered (referrals are not sent again)."""
+    covered = [item for item in covered if item in COVERED]
+    slots: dict[str, Any] = {"handoff": RETURNED, "agent_covered": covered}
+    if "referrals" in covered:
+        slots["referred"] = True
+    return slots

@@ -1,0 +1,86 @@
+"""``hotline up`` in a subprocess on free ports, for tests that need the whole stack."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from bot import PROJECT_ROOT
+from tests.conftest import free_port
+
+#: Variables of the developer's environment that would point the test stack elsewhere.
+OUTSIDE = ("DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
+           "HOTLINE_PUBLIC_URL", "RASA_AUTH_TOKEN", "HOTLINE_HANDOFF_WAIT")
+
+
+def start_stack(model: Path, models: Path, home: Path, extra_env: dict[str, str] | None = None) -> dict:
+    """Start the stack with ``model``; returns the ports, the process and its first output lines."""
+    shutil.copy(model, models / model.name)
+    ports = {"HOTLINE_RASA_PORT": free_port(), "HOTLINE_ACTIONS_PORT": free_port(),
+             "HOTLINE_TWILIO_PORT": free_port(), "HOTLINE_HUB_PORT": free_port()}
+    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE}
+    env.update({"HOTLINE_MODELS": str(models), "HOTLINE_HOME": str(home),
+                **{k: str(v) for k, v in ports.items()}, **(extra_env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "up", "--no-train"], cwd=PROJECT_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+        if line.startswith("Model:"):
+            break
+    else:
+        process.kill()
+    assert any(line.startswith("Rasa server:") for line in lines), "".join(lines[-50:])
+    # Keep reading the stack's output: a full pipe would block its processes mid-turn.
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    return {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"],
+            "twilio": ports["HOTLINE_TWILIO_PORT"], "hub": ports["HOTLINE_HUB_PORT"], "lines": lines,
+            "home": home, "env": env}
+
+
+def stop_stack(stack: dict) -> None:
+    process = stack["process"]
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def text_from(stack: dict, sender: str, text: str, channel: str = "sms") -> None:
+    """A texter's message through the stand-in: Twilio-signed webhook to the Rasa server."""
+    payload = {"from": sender, "channel": channel, "body": text}
+    request = urllib.request.Request(f"http://127.0.0.1:{stack['twilio']}/emulator/send",
+                                     data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["webhook_status"] == 200
+
+
+def sent_to(stack: dict, address: str) -> list[dict]:
+    """What the stand-in delivered to ``address`` (contract 5)."""
+    query = urllib.parse.urlencode({"to": address})
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack['twilio']}/emulator/messages?{query}", timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy; returns it (or the last falsy value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
