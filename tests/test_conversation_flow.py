@@ -240,3 +240,26 @@ def test_safety_overrides_have_the_last_word(text, triage, intent, expected):
     SafetyOverrides("PIZZA").process([message])
     assert message.get("intent")["name"] == expected
     assert message.get("intent_ranking")[0]["name"] == expected
+
+
+def test_nobody_took_the_case_the_texter_is_told_unless_it_could_harm_them():
+    assert steps.no_agent_yet({"handoff": "queued"}).responses == ["utter_no_agent_yet"]
+    assert steps.no_agent_yet({"handoff": "queued", "contact_back": "yes"}).responses == ["utter_no_agent_yet"]
+    # The phone may be read, or they said no to being texted later: silence; the case stays queued.
+    assert steps.no_agent_yet({"handoff": "queued", "cover_active": True}).responses == []
+    assert steps.no_agent_yet({"handoff": "queued", "contact_back": "no"}).responses == []
+
+
+def test_handback_tells_the_bot_what_the_agent_covered():
+    assert steps.handback(["referrals", "rights"]) == {
+        "handoff": "returned", "agent_covered": ["referrals", "rights"], "referred": True}
+    assert steps.handback(["made-up"]) == {"handoff": "returned", "agent_covered": []}
+
+
+def test_after_handback_the_bot_neither_repeats_the_handoff_nor_asks_consent_again():
+    slots = {**steps.handback(["referrals"]), "consent_handoff": "yes"}
+    finished = steps.finish(slots, said_this_turn=False)
+    assert (finished.responses, finished.escalate) == (["utter_ok"], None)
+    assert steps.finish(slots, said_this_turn=True).responses == []
+    again = steps.ask_for_person(slots)
+    assert (again.responses, again.escalate, again.slots["handoff"]) == (["utter_handoff_started"], "asked_again", "queued")

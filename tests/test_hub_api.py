@@ -318,3 +318,31 @@ def _supervisor():
     from bot.agents.accounts import Agent
 
     return Agent(0, "", "supervisor")
+
+
+def test_hotline_agents_add_prints_a_password_that_logs_in(tmp_path):
+    env = {**os.environ, "HOTLINE_HOME": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    command = [sys.executable, "-m", "bot.cli", "agents", "add", "sam", "--role", "supervisor"]
+    first = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    password = first.stdout.strip()
+    assert len(password) >= 20
+    again = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    accounts = Accounts(make_engine(f"sqlite:///{tmp_path / 'hotline.db'}"))
+    agent = accounts.verify("sam", password)
+    assert (agent.username, agent.role) == ("sam", "supervisor")
+    assert accounts.verify("sam", password + "x") is None and accounts.verify("nobody", password) is None
+
+
+def test_sessions_expire_and_logout_ends_them(tmp_path):
+    accounts = Accounts(make_engine(f"sqlite:///{tmp_path / 'hotline.db'}"))
+    accounts.add("tia")
+    agent = accounts.named("tia")
+    token = accounts.login(agent, now=1000.0)
+    assert accounts.session_agent(token, now=1001.0) == agent
+    assert accounts.session_agent(token, now=1000.0 + 13 * 3600) is None
+    fresh = accounts.login(agent)
+    accounts.logout(fresh)
+    assert accounts.session_agent(fresh) is None

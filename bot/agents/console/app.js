@@ -753,7 +753,8 @@ function start() {
   function renderActions(c) {
     const mine = heldByMe(c);
     const open = c.status !== "closed";
-    const lead = mine || state.me?.role === "supervisor";
+    // The agent who held the case stays responsible for it after handing it back, until closed.
+    const lead = c.assigned_to === state.me?.username || state.me?.role === "supervisor";
     ui.take.hidden = !(c.status === "waiting" || c.status === "returned");
     ui.replyForm.hidden = !mine;
     ui.handbackForm.hidden = !mine;
