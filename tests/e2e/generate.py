@@ -17,6 +17,8 @@ LANGUAGES = ("en", "fr", "es", "tl", "pa", "hi", "zh", "vi", "uk", "ar", "ko", "
 
 
 def _user_step(step: dict, phrases: dict[str, str]) -> list[str]:
+    if "text" not in step and "user" not in step:  # an intent sent by the system (trigger_intent)
+        return [f"      - intent: {step['intent']}"]
     text = step["text"] if "text" in step else phrases[str(step["user"])]
     return [f"      - user: {json.dumps(text, ensure_ascii=False)}", f"        intent: {step['intent']}"]
 
