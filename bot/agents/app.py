@@ -164,9 +164,9 @@ async def get_case(request: web.Request) -> web.Response:
     agent: Agent = request["agent"]
     row = await asyncio.to_thread(hub.book.row, agent, request.match_info["case_id"])
     case = _checked(hub.book.summary(row))
-    try:
-        case["transcript"] = await hub.rasa.transcript(row.conversation_id)
-    except RasaUnavailable as error:  # the summary's copy, as of the last escalation
+    try:  # Rasa's tracker has every line since; the summary's copy stops at the last escalation
+        case["transcript"] = await hub.rasa.transcript(row.conversation_id) or case["transcript"]
+    except RasaUnavailable as error:
         logger.warning("transcript from the summary: %s", error)
         case["transcript_partial"] = True
     case["notes"] = await asyncio.to_thread(hub.book.notes, row.id)
