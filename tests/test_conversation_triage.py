@@ -62,3 +62,13 @@ def test_no_triage_data_changes_nothing():
 
 def test_worry_without_indicators_is_low_risk():
     assert triage_slots({}, triage(worry=True), "m1")["risk"] == "low"
+
+
+def test_the_words_that_make_danger_now_are_kept_for_the_agent():
+    triage = {"indicators": [], "evidence": [], "imminent": True,
+              "danger": [{"start": 6, "end": 23, "text": "me está golpeando"}]}
+    slots = triage_slots({}, triage, "m1")
+    assert slots["danger_evidence"] == [{"text": "me está golpeando", "message_id": "m1"}]
+    assert slots["imminent"] is True and slots["risk"] == "imminent"
+    again = triage_slots(slots, triage, "m2")
+    assert "danger_evidence" not in again  # the same words again are not repeated

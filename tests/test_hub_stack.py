@@ -80,9 +80,14 @@ class Console:
             return await response.json()
 
 
-def case_of(cases: list[dict], evidence: str) -> dict | None:
-    return next((case for case in cases for indicator in case["indicators"]
-                 if any(evidence in item["text"] for item in indicator["evidence"])), None)
+def evidence_texts(case: dict) -> list[str]:
+    """The texter's words the summary quotes: danger now, then each indicator's evidence."""
+    return [item["text"] for item in case.get("danger", [])] + \
+        [item["text"] for indicator in case["indicators"] for item in indicator["evidence"]]
+
+
+def case_of(cases: list[dict], words: str) -> dict | None:
+    return next((case for case in cases if any(words in text for text in evidence_texts(case))), None)
 
 
 async def test_spanish_imminent_danger_reaches_the_top_of_the_queue_with_its_evidence(stack):
@@ -98,7 +103,7 @@ async def test_spanish_imminent_danger_reaches_the_top_of_the_queue_with_its_evi
             await asyncio.sleep(0.2)
         top = cases[0]
         assert (top["risk"], top["imminent"], top["language"], top["channel"]) == ("imminent", True, "es", "sms")
-        assert any("golpeando" in item["text"] for indicator in top["indicators"] for item in indicator["evidence"])
+        assert any("golpeando" in text for text in evidence_texts(top))
         assert top["transcript"][0] == {**top["transcript"][0], "from": "texter", "text": text}
         assert "schema_errors" not in top
 

@@ -132,3 +132,20 @@ def test_risk_levels():
     assert risk_level([], worry=True) == "low"
     assert risk_level([]) == "none"
     assert higher("medium", "low") == "medium" and higher("none", "imminent") == "imminent"
+
+
+@pytest.mark.parametrize("text,languages,words", [
+    ("he is outside with a knife, help me", ["en"], "with a knife"),
+    ("ayuda, mi jefe me está golpeando ahora mismo", ["es", "en"], "golpeando"),
+    ("il arrive maintenant avec un couteau", ["fr", "en"], "couteau"),
+])
+def test_danger_now_keeps_the_words_that_made_it(extractor, text, languages, words):
+    finding = extractor.extract(text, languages)
+    assert finding.imminent
+    spans = [text[e.start:e.end] for e in finding.danger]
+    assert any(words in span for span in spans), spans
+
+
+def test_no_danger_words_without_danger_now(extractor):
+    finding = extractor.extract("he hit me yesterday, now I am ok", ["en"])
+    assert not finding.imminent and finding.danger == []

@@ -83,6 +83,7 @@ def build_summary(conversation_id: str, slots: dict[str, Any], events: list[dict
         "risk": slots.get("risk") or "none",
         "imminent": bool(slots.get("imminent")),
         "indicators": _indicators(slots),
+        "danger": [{"text": item["text"]} for item in slots.get("danger_evidence") or []],
         "safety": {name: slots.get(name) for name in ("safe_now", "can_text_freely", "phone_may_be_read")},
         "may_be_monitored": bool(slots.get("monitored")),
         "minor": bool(slots.get("minor")),

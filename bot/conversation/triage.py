@@ -11,6 +11,7 @@ from typing import Any
 from bot.triage.risk import higher, risk_level
 
 MAX_EVIDENCE = 50  # a very long conversation keeps its first fifty pieces of evidence
+MAX_DANGER = 10
 
 
 def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_id: str | None) -> dict[str, Any]:
@@ -24,12 +25,17 @@ def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_i
             evidence.append({**item, "message_id": message_id})
             seen.add((item["indicator"], item["text"]))
     indicators = sorted({e["indicator"] for e in evidence} | set(slots.get("indicators") or []))
+    danger = list(slots.get("danger_evidence") or [])
+    for item in triage.get("danger", []):
+        if all(item["text"] != known["text"] for known in danger) and len(danger) < MAX_DANGER:
+            danger.append({"text": item["text"], "message_id": message_id})
     imminent = bool(slots.get("imminent")) or bool(triage.get("imminent"))
     risk = risk_level(indicators, imminent, slots.get("safe_now"), worry=bool(triage.get("worry")))
     new = {
         "indicators": indicators,
         "indicator_evidence": evidence,
         "imminent": imminent,
+        "danger_evidence": danger,
         "danger_now": bool(triage.get("imminent")),
         "minor": bool(slots.get("minor")) or bool(triage.get("minor")),
         "third_party": bool(slots.get("third_party")) or bool(triage.get("third_party")),

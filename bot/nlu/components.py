@@ -131,6 +131,7 @@ class IndicatorExtractor(GraphComponent):
                 "indicators": finding.indicators,
                 "evidence": [e.as_dict(text) for e in finding.evidence],
                 "imminent": finding.imminent,
+                "danger": [{"start": e.start, "end": e.end, "text": text[e.start:e.end]} for e in finding.danger],
                 "third_party": finding.third_party,
                 "minor": finding.minor,
                 "age": finding.age,

@@ -90,6 +90,8 @@ class Finding:
 
     evidence: list[Evidence] = field(default_factory=list)
     imminent: bool = False
+    #: The words that made the message imminent danger (what the agent reads first).
+    danger: list[Evidence] = field(default_factory=list)
     third_party: bool = False
     minor: bool = False
     age: int | None = None
@@ -215,6 +217,7 @@ class IndicatorExtractor:
                 self._extract_one(lexicon, folded, doc, sentences, finding)
         urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
         finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
+        finding.danger = _dedupe([e for e in finding.danger if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         return finding
 
     def _extract_one(self, lexicon: LanguageLexicon, folded: str, doc: Doc, sentences, finding: Finding) -> None:
@@ -229,6 +232,7 @@ class IndicatorExtractor:
                     continue
                 if target == "IMMINENT":
                     finding.imminent = True
+                    finding.danger.append(Evidence(target, start, end))
                 else:
                     finding.evidence.append(Evidence(target, start, end))
                     finding.minor |= target == "MINOR"
@@ -251,6 +255,7 @@ class IndicatorExtractor:
             past = _nearest(term, [c for c in pasts if _sentence_of(sentences, c.start) == sentence])
             if past is None or past > now:
                 finding.imminent = True
+                finding.danger.append(Evidence("IMMINENT", item.start, item.end))
 
     @staticmethod
     def _ages(lexicon: LanguageLexicon, folded: str, sentences, hypotheticals, finding: Finding) -> None:

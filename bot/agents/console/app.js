@@ -663,10 +663,12 @@ function start() {
     updateWait(node, state.openAt);
   }
 
+  /** Danger now comes first, as an item of its own: the words that made the case imminent. */
   function renderIndicators(c) {
-    const items = Array.isArray(c.indicators) ? c.indicators : [];
+    const danger = (c.danger ?? []).length ? [{ id: "danger", label: "Danger now", evidence: c.danger }] : [];
+    const items = [...danger, ...(Array.isArray(c.indicators) ? c.indicators : [])];
     ui.indicators.replaceChildren(...items.map((ind) => {
-      const li = el("li", "indicator");
+      const li = el("li", ind.id === "danger" ? "indicator indicator-danger" : "indicator");
       li.append(el("strong", null, ind.label || ind.id));
       for (const ev of ind.evidence ?? []) {
         const quote = el("q", "evidence", ev.text);
@@ -682,7 +684,8 @@ function start() {
   }
 
   function evidenceOf(c) {
-    return (c.indicators ?? []).flatMap((i) => (i.evidence ?? []).map((e) => e.text));
+    const danger = (c.danger ?? []).map((e) => e.text);
+    return danger.concat((c.indicators ?? []).flatMap((i) => (i.evidence ?? []).map((e) => e.text)));
   }
 
   function transcriptEntry(entry, evidence) {
