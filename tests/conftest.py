@@ -26,6 +26,20 @@ def trained_model(tmp_path_factory) -> Path:
     return train(out=tmp_path_factory.mktemp("models"), epochs=TEST_EPOCHS)
 
 
+#: Seconds before the bot tells a texter nobody has taken the case yet, in the test stack.
+HANDOFF_WAIT = 12
+
+
+@pytest.fixture(scope="session")
+def stacks(trained_model, tmp_path_factory):
+    """The whole stack (`hotline up`), shared by the modules that need it."""
+    from tests.support.stack import StackHolder
+
+    holder = StackHolder(trained_model, tmp_path_factory, {"HOTLINE_HANDOFF_WAIT": str(HANDOFF_WAIT)})
+    yield holder
+    holder.stop()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

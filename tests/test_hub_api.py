@@ -7,13 +7,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.fernet import Fernet, MultiFernet
 
@@ -32,34 +30,15 @@ from bot.storage import make_engine
 from tests.conftest import free_port
 from tests.test_channel import new_database
 
-TOKEN = "hub-test-token"
+TOKEN = "no-rasa-here"
 HEADERS = {CSRF_HEADER: CSRF_VALUE}
 
 
 @pytest.fixture(scope="module")
-def rasa_url(trained_model, tmp_path_factory):
-    """Rasa's server with the test model and its HTTP API (no action server: not needed here)."""
-    home = tmp_path_factory.mktemp("hub_rasa")
-    endpoints = home / "endpoints.yml"
-    endpoints.write_text(yaml.safe_dump({"tracker_store": {"type": "SQL", "dialect": "sqlite",
-                                                           "db": str(home / "trackers.db")}}))
-    port = free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rasa", "run", "--model", str(trained_model), "--enable-api",
-         "--auth-token", TOKEN, "--port", str(port), "--endpoints", str(endpoints)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            time.sleep(1)
-    yield url
-    process.terminate()
-    process.wait(30)
+def rasa_api(stacks) -> tuple[str, str]:
+    """The test stack's Rasa server and its API token."""
+    stack = stacks.running()
+    return f"http://127.0.0.1:{stack['rasa']}", (stack["home"] / "rasa_api_token.secret").read_text().strip()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,10 +61,11 @@ async def world(request, tmp_path):
 
 
 @pytest.fixture
-async def rasa(world, rasa_url):
+async def rasa(world, rasa_api):
     """The world's hub talking to the real Rasa server."""
     await world.hub.rasa.close()
-    world.hub.rasa, world.rasa_url = RasaApi(rasa_url, TOKEN), rasa_url
+    world.rasa_url, world.token = rasa_api
+    world.hub.rasa = RasaApi(world.rasa_url, world.token)
     return world
 
 
@@ -172,7 +152,7 @@ async def test_roles_agents_see_the_queue_trainers_only_training_supervisors_eve
 
 async def rasa_tracker(world, conversation: str) -> dict:
     async with world.client.session.get(f"{world.rasa_url}/conversations/{conversation}/tracker",
-                                        params={"token": TOKEN}) as response:
+                                        params={"token": world.token}) as response:
         return await response.json()
 
 

@@ -20,21 +20,17 @@ import yaml
 from bot import PROJECT_ROOT
 from bot.agents.app import CSRF_HEADER, CSRF_VALUE
 from bot.conversation.facts import fact_slots
-from tests.support.stack import sent_to, start_stack, stop_stack, text_from, wait_for
+from tests.conftest import HANDOFF_WAIT
+from tests.support.stack import sent_to, text_from, wait_for
 
 pytestmark = pytest.mark.slow
 HEADERS = {CSRF_HEADER: CSRF_VALUE}
-#: Seconds before the bot tells a texter nobody has taken the case yet (short for the test).
-WAIT = 12
 ARTIFACTS = Path(os.environ.get("HOTLINE_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
 
 
 @pytest.fixture(scope="module")
-def stack(trained_model, tmp_path_factory):
-    running = start_stack(trained_model, tmp_path_factory.mktemp("hub_models"), tmp_path_factory.mktemp("hub_home"),
-                          {"HOTLINE_HANDOFF_WAIT": str(WAIT)})
-    yield running
-    stop_stack(running)
+def stack(stacks):
+    return stacks.running()
 
 
 def add_agent(stack, name: str, role: str = "agent") -> str:
@@ -101,7 +97,9 @@ async def test_spanish_imminent_danger_reaches_the_top_of_the_queue_with_its_evi
             if case_of(cases, "golpeando"):
                 break
             await asyncio.sleep(0.2)
-        top = cases[0]
+        top = case_of(cases, "golpeando")
+        ahead = cases[:cases.index(top)]
+        assert all(case["risk"] == "imminent" for case in ahead), "nothing less urgent is ahead of it"
         assert (top["risk"], top["imminent"], top["language"], top["channel"]) == ("imminent", True, "es", "sms")
         assert any("golpeando" in text for text in evidence_texts(top))
         assert top["transcript"][0] == {**top["transcript"][0], "from": "texter", "text": text}
@@ -155,7 +153,7 @@ async def test_nobody_takes_the_case_the_texter_is_told_honestly_and_it_stays_qu
     async with Console(stack, "cai") as agent:
         text_from(stack, texter, "alguien me está pegando ahora mismo, ayuda")
         message = response_text("utter_no_agent_yet", "es")
-        assert wait_for(lambda: any(m["body"] == message for m in sent_to(stack, texter)), WAIT + 40), \
+        assert wait_for(lambda: any(m["body"] == message for m in sent_to(stack, texter)), HANDOFF_WAIT + 40), \
             [m["body"] for m in sent_to(stack, texter)]
         assert sum(m["body"] == message for m in sent_to(stack, texter)) == 1
         case = case_of(await agent.get("/api/cases"), "pegando")

@@ -15,7 +15,7 @@ import yaml
 
 from bot import PROJECT_ROOT
 from bot.conversation.facts import fact_slots
-from tests.support.stack import sent_to, start_stack, stop_stack
+from tests.support.stack import sent_to
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +39,8 @@ RESPONSES = _responses_by_text()
 
 
 @pytest.fixture(scope="module")
-def stack(trained_model, tmp_path_factory):
-    running = start_stack(trained_model, tmp_path_factory.mktemp("stack_models"), tmp_path_factory.mktemp("home"))
-    yield running
-    stop_stack(running)
+def stack(stacks):
+    return stacks.running()
 
 
 def send(stack, sender: str, text: str) -> list[tuple[str, str]]:

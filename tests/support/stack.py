@@ -52,6 +52,25 @@ def start_stack(model: Path, models: Path, home: Path, extra_env: dict[str, str]
             "home": home, "env": env}
 
 
+class StackHolder:
+    """One stack for the test session (starting one takes a minute or more on 2 cores); started
+    again when a test stopped it (the SIGTERM test does)."""
+
+    def __init__(self, model: Path, tmp_path_factory, extra_env: dict[str, str]) -> None:
+        self.model, self.tmp_path_factory, self.extra_env = model, tmp_path_factory, extra_env
+        self.current: dict | None = None
+
+    def running(self) -> dict:
+        if self.current is None or self.current["process"].poll() is not None:
+            self.current = start_stack(self.model, self.tmp_path_factory.mktemp("stack_models"),
+                                       self.tmp_path_factory.mktemp("home"), self.extra_env)
+        return self.current
+
+    def stop(self) -> None:
+        if self.current:
+            stop_stack(self.current)
+
+
 def stop_stack(stack: dict) -> None:
     process = stack["process"]
     if process.poll() is None:
