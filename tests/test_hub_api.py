@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from bot import PROJECT_ROOT
 from bot.agents.accounts import Accounts
 from bot.agents.app import COOKIE, CSRF_HEADER, CSRF_VALUE, Hub, make_app
-from bot.agents.cases import CaseBook
+from bot.agents.cases import SYSTEM, CaseBook
 from bot.agents.handoff import SqlHandoffQueue
 from bot.agents.live import Live
 from bot.agents.rasa_api import RasaApi
@@ -159,7 +159,7 @@ async def rasa_tracker(world, conversation: str) -> dict:
 async def test_take_pauses_the_bot_reply_reaches_the_outbox_handback_resumes_it(rasa):
     world = rasa
     case_id = escalate(world, "ignored", address="+15145550223", text="el patron tiene mi pasaporte")
-    conversation = world.hub.book.row(_supervisor(), case_id).conversation_id
+    conversation = world.hub.book.row(SYSTEM, case_id).conversation_id
     client = await login(world, "hu")
     taken = await (await client.post(f"/api/cases/{case_id}/take", headers=HEADERS)).json()
     assert (taken.get("status"), taken.get("assigned_to")) == ("held", "hu"), taken
@@ -292,12 +292,6 @@ async def test_live_socket_sends_the_queue_and_alerts_imminent_cases(world):
     assert [case["id"] for case in cases] == [case_id] and "transcript" not in cases[0]
     await socket.close()
     await client.close()
-
-
-def _supervisor():
-    from bot.agents.accounts import Agent
-
-    return Agent(0, "", "supervisor")
 
 
 def test_hotline_agents_add_prints_a_password_that_logs_in(tmp_path):

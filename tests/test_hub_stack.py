@@ -180,8 +180,9 @@ def test_console_in_chromium_login_live_case_reply_handback_close(stack):
         page.screenshot(path=str(ARTIFACTS / "console-1-queue.png"))
 
         text_from(stack, texter, "il arrive maintenant avec un couteau, aidez-moi")
-        row = page.locator("#queue [data-case-id]").first
-        expect(row).to_be_visible(timeout=30_000)
+        ours = wait_for(lambda: case_of(page.request.get(base + "/api/cases").json(), "couteau"), 30)
+        row = page.locator(f'#queue [data-case-id="{ours["id"]}"]')
+        expect(row).to_be_visible(timeout=10_000)
         expect(page.locator("#alert-banner")).to_be_visible(timeout=10_000)
         row.click()
         expect(page.locator("#transcript")).to_contain_text("couteau", timeout=10_000)

@@ -115,9 +115,12 @@ def text_by_sms(stack, sender: str, text: str, channel: str = "sms", media_url: 
     return [RESPONSES.get(m["body"].strip(), ("unknown", m["body"])) for m in sent_to(stack, address)[before:]]
 
 
-def test_hotline_up_prints_the_webhook_and_the_standin(stack):
+def test_hotline_up_prints_the_webhook_the_standin_and_the_console(stack):
     output = "".join(stack["lines"])
     assert "/webhooks/hotline_twilio/webhook" in output and f":{stack['twilio']}/" in output
+    assert f"Agent console: http://127.0.0.1:{stack['hub']}/" in output
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack['hub']}/", timeout=10) as page:
+        assert page.status == 200 and b"<title>" in page.read()
 
 
 @pytest.mark.parametrize("code", sorted(CONVERSATIONS))

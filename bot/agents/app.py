@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from bot.agents.accounts import Accounts, Agent
-from bot.agents.cases import CaseBook, CaseError, Change, outcomes
+from bot.agents.cases import SYSTEM, CaseBook, CaseError, Change, outcomes
 from bot.agents.live import Live, tell_waiting_texters
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
 from bot.agents.summary import schema_errors
@@ -163,6 +163,13 @@ async def get_case(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     agent: Agent = request["agent"]
     row = await asyncio.to_thread(hub.book.row, agent, request.match_info["case_id"])
+    case = await _full_case(hub, row)
+    await asyncio.to_thread(hub.book.audit, agent, "open", row.id)
+    return web.json_response(case)
+
+
+async def _full_case(hub: Hub, row) -> dict[str, Any]:
+    """The case view: the summary, the whole transcript, notes, the WhatsApp window, the outcome."""
     case = _checked(hub.book.summary(row))
     try:  # Rasa's tracker has every line since; the summary's copy stops at the last escalation
         case["transcript"] = await hub.rasa.transcript(row.conversation_id) or case["transcript"]
@@ -172,8 +179,7 @@ async def get_case(request: web.Request) -> web.Response:
     case["notes"] = await asyncio.to_thread(hub.book.notes, row.id)
     case["window_remaining"] = await asyncio.to_thread(hub.store.window_remaining, row.conversation_id)
     case["outcome"] = row.outcome
-    await asyncio.to_thread(hub.book.audit, agent, "open", row.id)
-    return web.json_response(case)
+    return case
 
 
 async def _after(request: web.Request, change: Change, undo: Callable[[], Any] | None = None,
@@ -190,8 +196,9 @@ async def _after(request: web.Request, change: Change, undo: Callable[[], Any] |
             await asyncio.to_thread(undo)
         raise
     await hub.live.changed()
-    row = await asyncio.to_thread(hub.book.row, Agent(0, "", "supervisor"), change.case_id)
-    return web.json_response(hub.book.summary(row))
+    # Read as a supervisor: after a transfer the caller may no longer see the case it just handed on.
+    row = await asyncio.to_thread(hub.book.row, SYSTEM, change.case_id)
+    return web.json_response(await _full_case(hub, row))
 
 
 async def take(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.agents.accounts import Agent
-from bot.agents.cases import CaseBook, may_see
+from bot.agents.cases import SYSTEM, CaseBook, may_see
 from bot.agents.handoff import HELD
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
 from bot.agents.summary import iso
@@ -44,7 +44,7 @@ class Live:
         self.alerted = {row.id for row in rows if row.risk == "imminent"}
 
     def _all_active(self) -> list:
-        return self.book.visible(Agent(0, "", "supervisor"))
+        return self.book.visible(SYSTEM)
 
     async def add(self, socket: web.WebSocketResponse, agent: Agent) -> None:
         self.sockets[socket] = agent

@@ -62,7 +62,7 @@ class RasaApi:
 
     async def trigger_no_agent(self, conversation_id: str) -> None:
         await self._call("POST", f"/conversations/{quote(conversation_id, safe='')}/trigger_intent",
-                         {"intent": NO_AGENT_INTENT}, output_channel="latest")
+                         {"name": NO_AGENT_INTENT}, output_channel="latest")
 
     async def transcript(self, conversation_id: str) -> list[dict[str, Any]]:
         tracker = await self._call("GET", f"/conversations/{quote(conversation_id, safe='')}/tracker",
