@@ -176,8 +176,14 @@ def test_console_in_chromium_login_live_case_reply_handback_close(stack):
         page.fill("#username", "dee")
         page.fill("#password", password)
         page.click("#login")
-        expect(page.locator("#queue")).to_be_visible()
+        expect(page.locator("#queue-heading")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "console-1-queue.png"))
+        page.click("#theme-toggle")  # the 3 a.m. theme, remembered across reloads
+        page.reload()
+        expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+        page.screenshot(path=str(ARTIFACTS / "console-1-queue-dark.png"))
+        page.click("#theme-toggle")
+        expect(page.locator("html")).to_have_attribute("data-theme", "light")
 
         text_from(stack, texter, "il arrive maintenant avec un couteau, aidez-moi")
         ours = wait_for(lambda: case_of(page.request.get(base + "/api/cases").json(), "couteau"), 30)

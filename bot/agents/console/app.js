@@ -204,22 +204,25 @@ function start() {
 
   // ---- theme ----
 
-  /** The stored choice wins over the system setting; without one, follow the system. */
-  function applyTheme(theme) {
-    if (theme) document.documentElement.dataset.theme = theme;
-    const dark = theme ? theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
-    ui.themeToggle.setAttribute("aria-pressed", String(dark));
+  let chosenTheme = null;
+  try { chosenTheme = localStorage.getItem(THEME_KEY); } catch { chosenTheme = null; }
+
+  /** The agent's choice wins over the system setting; without one, follow the system. The
+   *  stylesheet has one dark palette, keyed on data-theme, so the two never drift apart. */
+  function applyTheme() {
+    const system = matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+    const theme = chosenTheme === "dark" || chosenTheme === "light" ? chosenTheme : system;
+    document.documentElement.dataset.theme = theme;
+    ui.themeToggle.setAttribute("aria-pressed", String(theme === "dark"));
     ui.themeToggle.textContent = "Dark theme";
   }
   ui.themeToggle.addEventListener("click", () => {
-    const next = ui.themeToggle.getAttribute("aria-pressed") === "true" ? "light" : "dark";
-    try { localStorage.setItem(THEME_KEY, next); } catch { /* private mode: still switch */ }
-    applyTheme(next);
+    chosenTheme = ui.themeToggle.getAttribute("aria-pressed") === "true" ? "light" : "dark";
+    try { localStorage.setItem(THEME_KEY, chosenTheme); } catch { /* private mode: still switch */ }
+    applyTheme();
   });
-  let storedTheme = null;
-  try { storedTheme = localStorage.getItem(THEME_KEY); } catch { storedTheme = null; }
-  applyTheme(storedTheme === "dark" || storedTheme === "light" ? storedTheme : null);
-  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(document.documentElement.dataset.theme));
+  applyTheme();
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
 
   // ---- sound and notifications ----
 
