@@ -320,3 +320,12 @@ def test_sessions_expire_and_logout_ends_them(tmp_path):
     fresh = accounts.login(agent)
     accounts.logout(fresh)
     assert accounts.session_agent(fresh) is None
+
+
+async def test_a_database_that_goes_away_gets_a_clear_answer(world):
+    client = await login(world, "uma")
+    case_id = escalate(world, "sms-db")
+    world.hub.book.engine = world.hub.accounts.engine = make_engine("postgresql://postgres@127.0.0.1:1/none")
+    for response in (await client.get("/api/cases"), await client.post(f"/api/cases/{case_id}/take", headers=HEADERS)):
+        assert response.status == 503 and "database" in (await response.json())["error"]
+    await client.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import sqlalchemy as sa
 from aiohttp import WSMsgType, web
 
 from bot.agents.accounts import Accounts, Agent
@@ -64,6 +65,24 @@ def _error(status: int, message: str) -> web.Response:
 @web.middleware
 async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     """Login, CSRF header, security headers; refusals in a sentence the agent can act on."""
+    try:
+        response = await _checked_call(request, handler)
+    except CaseError as error:
+        response = _error(error.status, str(error))
+    except RasaUnavailable as error:
+        logger.warning("Rasa call failed: %s", error)
+        response = _error(503, "The bot's server did not answer; nothing was changed. Try again in a moment.")
+    except sa.exc.OperationalError as error:
+        logger.error("database unavailable: %s", type(error.orig).__name__)
+        response = _error(503, "The database did not answer. Try again in a moment.")
+    if not isinstance(response, web.WebSocketResponse):
+        response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _checked_call(request: web.Request, handler) -> web.StreamResponse:
     hub: Hub = request.app[HUB]
     if request.path not in PUBLIC:
         agent = await asyncio.to_thread(hub.accounts.session_agent, request.cookies.get(COOKIE))
@@ -72,18 +91,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         request["agent"] = agent
     if request.method == "POST" and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
         return _error(403, "Requests must come from the console.")
-    try:
-        response = await handler(request)
-    except CaseError as error:
-        response = _error(error.status, str(error))
-    except RasaUnavailable as error:
-        logger.warning("Rasa call failed: %s", error)
-        response = _error(503, "The bot's server did not answer; nothing was changed. Try again in a moment.")
-    if not isinstance(response, web.WebSocketResponse):
-        response.headers.update(SECURITY_HEADERS)
-        if request.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-    return response
+    return await handler(request)
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
