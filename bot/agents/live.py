@@ -35,6 +35,7 @@ class Live:
         self.book, self.store, self.poll = book, store, poll
         self.sockets: dict[web.WebSocketResponse, Agent] = {}
         self.version: tuple | None = None
+        self.rows: list = []  # the open cases as of ``version``
         self.alerted: set[str] = set()
         self.last_inbound = 0
 
@@ -68,9 +69,9 @@ class Live:
         version = await asyncio.to_thread(self.book.version)
         if version != self.version:
             self.version = version
-            rows = await asyncio.to_thread(self._all_active)
-            await self._alert_new_imminent(rows)
-            await asyncio.gather(*(self._send_cases(socket, agent, rows)
+            self.rows = await asyncio.to_thread(self._all_active)
+            await self._alert_new_imminent(self.rows)
+            await asyncio.gather(*(self._send_cases(socket, agent, self.rows)
                                    for socket, agent in list(self.sockets.items())))
         await self._push_texter_messages()
 
@@ -96,8 +97,8 @@ class Live:
                                    if may_see(agent, row)))
 
     async def _push_texter_messages(self) -> None:
-        held = {row.conversation_id: row for row in await asyncio.to_thread(self._all_active)
-                if row.status == HELD} if self.sockets else {}
+        # Taking a case changes the version, so ``self.rows`` knows every held case already.
+        held = {row.conversation_id: row for row in self.rows if row.status == HELD} if self.sockets else {}
         messages = await asyncio.to_thread(self.store.inbound_since, self.last_inbound, list(held))
         for message in messages:
             self.last_inbound = max(self.last_inbound, message.id)
