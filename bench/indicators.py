@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python bench/indicators.py``. Reads the labelled evaluation texts in
 ``bench/data/indicators/<lang>.jsonl`` (written blind to the lexicons; a test checks that none of
 them appears in the lexicons or the training data). Even lines are a dev half whose errors were
-looked at while improving the lexicons; odd lines are a test half never looked at, reported first.
+looked at while improving the lexicons; odd lines are a test half never looked at, and
+``blind/<lang>.jsonl`` a second held-out set written later; both held-out sets are reported first.
 It runs ``hotline triage``'s pipeline on each, and
 prints Markdown tables: precision, recall and F1 per indicator and per language, imminent recall
 and false alarms, MINOR-with-SEX recall (risk at least high), and messages per second.
@@ -14,6 +15,7 @@ most 2% false alarms; MINOR-with-SEX recall 100%; at least 200 messages per seco
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -36,13 +38,18 @@ LEXICONS = ROOT / "data" / "indicators" / "lexicon"
 
 
 def load_rows() -> list[dict]:
-    """Every labelled text; even lines of each file are the "dev" half (looked at while improving
-    the lexicons), odd lines the "test" half (never looked at)."""
+    """Every labelled text. In ``<lang>.jsonl`` even lines are the "dev" half (looked at while
+    improving the lexicons) and odd lines the "test" half (never looked at); ``blind/<lang>.jsonl``
+    was written later by people who had seen neither the lexicons nor the errors ("blind")."""
     rows = []
     for path in sorted(DATA.glob("*.jsonl")):
         lines = [line for line in path.open(encoding="utf-8") if line.strip()]
         for index, line in enumerate(lines):
             rows.append({**json.loads(line), "lang": path.stem, "split": "dev" if index % 2 == 0 else "test"})
+    for path in sorted((DATA / "blind").glob("*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            if line.strip():
+                rows.append({**json.loads(line), "lang": path.stem, "split": "blind"})
     return rows
 
 
@@ -133,23 +140,43 @@ def report(title: str, rows: list[dict], outputs: list[dict], base_predictions: 
           f"{base['minor_sex_recall']:.1%} |")
 
 
+def print_dev_errors(rows: list[dict], outputs: list[dict], languages: set[str]) -> None:
+    """The dev half's wrong answers, for the people improving the lexicons (never the test half)."""
+    for row, out in zip(rows, outputs):
+        if row["split"] != "dev" or (languages and row["lang"] not in languages):
+            continue
+        gold, found = set(row["indicators"]), set(out["indicators"])
+        if gold == found and bool(row.get("imminent")) == out["imminent"]:
+            continue
+        spans = [f"{e['indicator']}={row['text'][e['start']:e['end']]!r}" for e in out["evidence"]]
+        print(f"[{row['lang']}] {row['text']}\n    missed {sorted(gold - found)} extra {sorted(found - gold)}"
+              f" imminent gold={bool(row.get('imminent'))} got={out['imminent']} risk={out['risk']}"
+              f" language={out['language']} spans={spans}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dev-errors", nargs="*", metavar="LANG",
+                        help="print the dev half's errors (of these languages; all when none given) and stop")
+    args = parser.parse_args()
     rows = load_rows()
     triage = Triage()
     start = time.perf_counter()
     outputs = [triage.run(row["text"]) for row in rows]
     rate = len(rows) / (time.perf_counter() - start)
+    if args.dev_errors is not None:
+        print_dev_errors(rows, outputs, set(args.dev_errors))
+        return
     baseline = KeywordBaseline()
     base_predictions = []
     for row in rows:
         found, imminent = baseline.run(row["text"], row["lang"])
         base_predictions.append((found, imminent, "high" if imminent or {"MINOR", "SEX"} <= found else "medium"))
     print(f"{len(rows)} labelled texts; project pipeline {rate:.0f} messages/second (one process, after loading).")
-    test = [i for i, row in enumerate(rows) if row["split"] == "test"]
-    report("Test half (never looked at while writing the lexicons)", [rows[i] for i in test],
-           [outputs[i] for i in test], [base_predictions[i] for i in test])
+    held_out = [i for i, row in enumerate(rows) if row["split"] != "dev"]
+    report("Held out (test half and blind set: never looked at while writing the lexicons)",
+           [rows[i] for i in held_out], [outputs[i] for i in held_out], [base_predictions[i] for i in held_out])
     report("All texts (dev half included)", rows, outputs, base_predictions)
-
 
 if __name__ == "__main__":
     main()

@@ -158,7 +158,7 @@ def test_indicator_evaluation_texts_are_not_in_lexicons_or_training_data():
     training = {
         _norm(line) for path in NLU.glob("*.yml") for lines in _examples(path).values() for line in lines
     }
-    rows = [json.loads(line) for path in INDICATOR_EVAL.glob("*.jsonl") for line in path.open(encoding="utf-8")]
+    rows = [json.loads(line) for path in INDICATOR_EVAL.glob("**/*.jsonl") for line in path.open(encoding="utf-8")]
     leaked = [r["text"] for r in rows if _norm(r["text"]) in training or _norm(r["text"]) in lexicons]
     assert not leaked
 

@@ -4,6 +4,9 @@ Texts here are the tests' own (not the benchmark's evaluation set).
 """
 from __future__ import annotations
 
+import shutil
+import stat
+
 import pytest
 import yaml
 
@@ -149,3 +152,49 @@ def test_danger_now_keeps_the_words_that_made_it(extractor, text, languages, wor
 def test_no_danger_words_without_danger_now(extractor):
     finding = extractor.extract("he hit me yesterday, now I am ok", ["en"])
     assert not finding.imminent and finding.danger == []
+
+
+@pytest.mark.parametrize("text,language,confidence,supported,expected", [
+    ("huwe 3am yedrebni hala2", "tl", 0.61, True, {"tl", "en", "ar", "uk", "hi", "pa"}),
+    ("zmushuyut krasty v magazynah", "en", 0.2, True, {"en", "ar", "uk", "hi", "pa"}),
+    ("boss took my passport", "en", 0.9, True, {"en"}),
+    ("kinuha ng amo ko yung passport ko", "tl", 0.95, True, {"tl", "en"}),
+    ("اخذ جوازي", "ar", 0.5, True, {"ar", "en"}),
+    ("mijn baas heeft mijn paspoort", "en", 0.9, False, {"en", "fr", "ar", "uk", "hi", "pa"}),
+])
+def test_lexicons_for_latin_letters_when_the_language_is_unsure(extractor, text, language, confidence, supported,
+                                                                expected):
+    """Arabizi and transliterated Ukrainian look like Tagalog, Dutch or Polish to the detector: when it
+    is unsure, the lexicons with romanized terms run too; a confident detection keeps to its own."""
+    assert set(extractor.languages_for(text, language, confidence, supported)) == expected
+
+
+def test_arabizi_is_found_even_when_detected_as_another_language(extractor):
+    text = "el m3allem 5ad el passport taba3i w ma byraje3o"
+    finding = extractor.extract(text, extractor.languages_for(text, "tl", 0.5, True))
+    assert "DOC" in finding.indicators
+
+
+def test_compiled_lexicons_are_cached_privately_and_never_read_when_others_could_write(tmp_path, monkeypatch):
+    from bot.triage import indicators
+
+    lexicons = tmp_path / "lexicons"
+    lexicons.mkdir()
+    shutil.copy(indicators.LEXICON_DIR / "en.yml", lexicons / "en.yml")
+    monkeypatch.setenv("HOTLINE_CACHE_DIR", str(tmp_path / "cache"))
+    first = indicators.compiled_lexicons(lexicons)
+    (cache,) = (tmp_path / "cache").glob("lexicons-*.pickle")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+    again = indicators.compiled_lexicons(lexicons)
+    assert again["en"].rules == first["en"].rules
+    cache.write_bytes(b"not a pickle")
+    assert indicators.compiled_lexicons(lexicons)["en"].rules == first["en"].rules
+    cache.chmod(0o666)
+    monkeypatch.setattr(indicators.pickle, "loads", lambda data: pytest.fail("read a cache others could write"))
+    assert indicators.compiled_lexicons(lexicons)["en"].rules == first["en"].rules
+    (lexicons / "en.yml").write_text((lexicons / "en.yml").read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    monkeypatch.undo()
+    monkeypatch.setenv("HOTLINE_CACHE_DIR", str(tmp_path / "cache"))
+    indicators.compiled_lexicons(lexicons)
+    assert len(list((tmp_path / "cache").glob("lexicons-*.pickle"))) == 1

@@ -102,8 +102,8 @@ class IndicatorExtractor(GraphComponent):
     """Adds ``triage`` to every message: indicators with evidence spans, imminent danger, minor,
     third party, and the message's own risk level. Runs after ``LanguageDetector``.
 
-    The lexicons of the detected language and of English are used (texters mix in English); for a
-    language the bot does not support, English and French.
+    Which lexicons run is ``Extractor.languages_for``'s choice: the detected language's and English,
+    and more when the language is unsupported or uncertain.
     """
 
     def __init__(self, extractor: Extractor) -> None:
@@ -123,9 +123,9 @@ class IndicatorExtractor(GraphComponent):
         for message in messages:
             text = message.get("text") or ""
             detection = message.get(LANGUAGE_DETECTION) or {}
-            languages = [detection.get("language", "en"), "en"]
-            if not detection.get("supported", True):
-                languages.append("fr")
+            languages = self.extractor.languages_for(
+                text, detection.get("language", "en"), detection.get("confidence", 1.0), detection.get("supported", True)
+            )
             finding = self.extractor.extract(text, languages)
             message.set(TRIAGE, {
                 "indicators": finding.indicators,

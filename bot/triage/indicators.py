@@ -20,7 +20,11 @@ What it gets right on purpose:
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 import re
+import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,12 +35,15 @@ import yaml
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
-from bot import DATA_DIR
+from bot import DATA_DIR, PROJECT_ROOT
 
 LEXICON_DIR = DATA_DIR / "indicators" / "lexicon"
 TAXONOMY = DATA_DIR / "indicators" / "taxonomy.yml"
 #: How terms meet word boundaries: "word" (whole words; a trailing * allows any ending),
 #: "prefix" (must start a word, any ending: Korean particles), "none" (anywhere: Chinese, Thai, Arabic).
+#: libyaml's parser where installed: the lexicons are long lists, and the pure-Python parser alone
+#: took seconds per language at start-up.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 BOUNDARY = {"ko": "prefix", "zh": "none", "th": "none", "ar": "none"}
 SENTENCE_END = re.compile(r"[.!?;\n。！？؟]+")
 #: Addresses are quoted text, not the texter's situation ("example.com/passport-taken").
@@ -47,8 +54,16 @@ NOW_WINDOW = 40
 #: or characters in between (the others).
 NEGATION_WORDS = 2
 NEGATION_CHARS = {"prefix": 4, "none": 3}
+#: Below this language-detection confidence, a message in Latin letters may be a language typed in
+#: Latin letters that the detector does not know in that form (Arabizi, Ukrainian transliteration).
+UNSURE_LANGUAGE = 0.7
+#: Cues that cancel a match. Those of the message's own language (the first lexicon run) apply to
+#: every lexicon's matches: "kya recruitment fee lena legal hai?" is a Hindi rights question about
+#: English words, and only the Hindi lexicon knows "legal hai?".
+CANCELLING = ("cue:negation", "cue:negation_after", "cue:hypothetical", "cue:hypothetical_after")
 
 
+@lru_cache(maxsize=None)
 def fold_char(char: str) -> str:
     """One character, lowercased and without Latin accents; always exactly one character."""
     if "\ud800" <= char <= "\udfff":
@@ -115,9 +130,13 @@ class LanguageLexicon:
 
     def __init__(self, code: str, data: dict, vocab) -> None:
         self.boundary = BOUNDARY.get(code, "word")
+        #: The lexicon has terms in Latin letters for texters who type this language that way.
+        self.romanized = bool(data.get("romanized"))
         self.matcher = PhraseMatcher(vocab)
         self.vocab = vocab
         self.prefix_keys: set[str] = set()
+        #: Every word of every term: the English lexicon's tell which matches are English words.
+        self.words: set[str] = set()
         self.rules: list[tuple[str, str, list[str]]] = []  # (target, kind, matcher keys)
         cues = data.get("cues") or {}
         for cue in ("negation", "negation_after", "hypothetical", "hypothetical_after", "third_party", "worry", "now",
@@ -129,7 +148,8 @@ class LanguageLexicon:
         self.age_patterns = [re.compile(p) for p in (data.get("indicators", {}).get("MINOR") or {}).get("age_patterns", [])]
 
     def _add(self, key: str, terms: list[str]) -> None:
-        folded = (fold_term(term).rstrip("*").strip() for term in terms)
+        folded = dict.fromkeys(fold_term(term).rstrip("*").strip() for term in terms)
+        self.words.update(word for term in folded for word in re.findall(r"\w+", term))
         patterns = [self._char_doc(term) for term in folded if term]
         if patterns:
             self.matcher.add(key, patterns)
@@ -176,6 +196,68 @@ class LanguageLexicon:
         return starts_word and (end == len(text) or not text[end].isalnum())
 
 
+def _build(directory: Path) -> dict[str, LanguageLexicon]:
+    vocab = spacy.blank("xx").vocab
+    lexicons = {}
+    for path in sorted(directory.glob("*.yml")):
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER) or {}
+        lexicons[path.stem] = LanguageLexicon(path.stem, data, vocab)
+    return lexicons
+
+
+def compiled_lexicons(directory: Path = LEXICON_DIR) -> dict[str, LanguageLexicon]:
+    """Every language's compiled lexicon. Compiling ~200,000 terms into spaCy matchers takes about
+    10 s on 2 cores, and every process that triages (the Rasa server, ``hotline triage``, tests)
+    needs them; so the result is kept in a cache file named after the lexicons, this module and
+    spaCy's version, which any change to them replaces. The cache is read only when this user owns
+    it and nobody else may write to it (it is a pickle); otherwise the lexicons are compiled again."""
+    digest = hashlib.sha256(spacy.__version__.encode() + Path(__file__).read_bytes())
+    for path in sorted(directory.glob("*.yml")):
+        digest.update(path.name.encode() + path.read_bytes())
+    cache = lexicon_cache_dir() / f"lexicons-{digest.hexdigest()[:32]}.pickle"
+    if _private(cache):
+        try:
+            return pickle.loads(cache.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+            pass
+    lexicons = _build(directory)
+    _write_private(cache, pickle.dumps(lexicons, protocol=pickle.HIGHEST_PROTOCOL))
+    for stale in cache.parent.glob("lexicons-*.pickle"):
+        if stale != cache:
+            stale.unlink(missing_ok=True)
+    return lexicons
+
+
+def lexicon_cache_dir() -> Path:
+    return Path(os.environ.get("HOTLINE_CACHE_DIR") or PROJECT_ROOT / ".cache")
+
+
+def _private(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022 and not path.parent.stat().st_mode & 0o022
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Written whole or not at all (a temporary file renamed), owner-only; a read-only disk only
+    means the next process compiles again."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".lexicons-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        return
+
+
+def _mostly_latin(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(c.isascii() for c in letters) >= 0.8 * len(letters)
+
+
 def _sentences(text: str) -> list[tuple[int, int]]:
     bounds, start = [], 0
     for match in SENTENCE_END.finditer(text):
@@ -196,11 +278,20 @@ class IndicatorExtractor:
     """Finds indicators in a message given its language; load once (lexicons of every language)."""
 
     def __init__(self, directory: Path = LEXICON_DIR) -> None:
-        self.vocab = spacy.blank("xx").vocab
-        self.lexicons: dict[str, LanguageLexicon] = {}
-        for path in sorted(directory.glob("*.yml")):
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            self.lexicons[path.stem] = LanguageLexicon(path.stem, data, self.vocab)
+        self.lexicons: dict[str, LanguageLexicon] = compiled_lexicons(directory)
+        self.vocab = next(iter(self.lexicons.values())).vocab if self.lexicons else spacy.blank("xx").vocab
+
+    def languages_for(self, text: str, language: str, confidence: float, supported: bool) -> list[str]:
+        """The lexicons to run on a message: its language's and English (texters mix in English);
+        French too for a language the bot does not support; and, for Latin letters when the detector
+        is unsure or found an unsupported language, every lexicon with romanized terms, because
+        Arabizi ("3am yedrebni") or transliterated Ukrainian look like Dutch or Polish to it."""
+        languages = [language, "en"]
+        if not supported:
+            languages.append("fr")
+        if (not supported or confidence < UNSURE_LANGUAGE) and _mostly_latin(text):
+            languages += [code for code, lexicon in self.lexicons.items() if lexicon.romanized]
+        return list(dict.fromkeys(languages))
 
     def extract(self, text: str, languages: list[str]) -> Finding:
         """Indicators in the text, using the lexicons of the given languages (in order)."""
@@ -211,17 +302,24 @@ class IndicatorExtractor:
             return finding
         doc = Doc(self.vocab, words=list(folded), spaces=[False] * len(folded))
         sentences = _sentences(folded)
-        for code in dict.fromkeys(languages):
-            lexicon = self.lexicons.get(code)
-            if lexicon is not None:
-                self._extract_one(lexicon, folded, doc, sentences, finding)
+        lexicons = [self.lexicons[code] for code in dict.fromkeys(languages) if code in self.lexicons]
+        found = [lexicon.matches(folded, doc) for lexicon in lexicons]
+        message_cues = {cue: found[0].get(cue, []) for cue in CANCELLING} if found else {}
+        english = self.lexicons["en"].words if "en" in self.lexicons else set()
+        for index, (lexicon, terms) in enumerate(zip(lexicons, found)):
+            cues = {cue: terms.get(cue, []) + message_cues.get(cue, []) for cue in CANCELLING}
+            secondary = index > 0 and lexicon is not self.lexicons.get("en")
+            self._extract_one(lexicon, folded, {**terms, **cues}, sentences, finding, english if secondary else set())
         urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
         finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         finding.danger = _dedupe([e for e in finding.danger if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         return finding
 
-    def _extract_one(self, lexicon: LanguageLexicon, folded: str, doc: Doc, sentences, finding: Finding) -> None:
-        found = lexicon.matches(folded, doc)
+    def _extract_one(self, lexicon: LanguageLexicon, folded: str, found: dict[str, list[_Term]], sentences,
+                     finding: Finding, english: set[str]) -> None:
+        """One lexicon's findings. A lexicon run besides the message's own language and English
+        ignores matches made only of English words ("owe", "recruitment fee" in the Hindi
+        lexicon): those are the English lexicon's to judge, with English negations and questions."""
         negations = (found.get("cue:negation", []), found.get("cue:negation_after", []))
         hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
         finding.third_party |= bool(found.get("cue:third_party"))
@@ -229,6 +327,8 @@ class IndicatorExtractor:
         for target, kind, keys in lexicon.rules:
             for terms, start, end in _rule_spans(kind, keys, found, sentences):
                 if _cancelled(folded, terms, negations, hypotheticals, sentences, lexicon.boundary):
+                    continue
+                if english and all(set(re.findall(r"\w+", folded[t.start:t.end])) <= english for t in terms):
                     continue
                 if target == "IMMINENT":
                     finding.imminent = True
