@@ -198,3 +198,10 @@ def test_compiled_lexicons_are_cached_privately_and_never_read_when_others_could
     monkeypatch.setenv("HOTLINE_CACHE_DIR", str(tmp_path / "cache"))
     indicators.compiled_lexicons(lexicons)
     assert len(list((tmp_path / "cache").glob("lexicons-*.pickle"))) == 1
+
+
+def test_an_unsure_detection_also_runs_its_likely_candidates(extractor):
+    scores = {"es": 0.31, "pt": 0.2, "en": 0.2, "it": 0.1, "tl": 0.01}
+    assert set(extractor.languages_for("no me han pagado en 2 meses", "en", 0.2, True, scores)) == {
+        "en", "es", "ar", "uk", "hi", "pa"}
+    assert extractor.languages_for("no me han pagado en 2 meses", "es", 0.9, True, scores) == ["es", "en"]

@@ -124,7 +124,8 @@ class IndicatorExtractor(GraphComponent):
             text = message.get("text") or ""
             detection = message.get(LANGUAGE_DETECTION) or {}
             languages = self.extractor.languages_for(
-                text, detection.get("language", "en"), detection.get("confidence", 1.0), detection.get("supported", True)
+                text, detection.get("language", "en"), detection.get("confidence", 1.0), detection.get("supported", True),
+                detection.get("scores"),
             )
             finding = self.extractor.extract(text, languages)
             message.set(TRIAGE, {

@@ -57,6 +57,8 @@ NEGATION_CHARS = {"prefix": 4, "none": 3}
 #: Below this language-detection confidence, a message in Latin letters may be a language typed in
 #: Latin letters that the detector does not know in that form (Arabizi, Ukrainian transliteration).
 UNSURE_LANGUAGE = 0.7
+#: Then the detector's best few other candidates run too, when they have any real score.
+CANDIDATES, CANDIDATE_SCORE = 3, 0.05
 #: Cues that cancel a match. Those of the message's own language (the first lexicon run) apply to
 #: every lexicon's matches: "kya recruitment fee lena legal hai?" is a Hindi rights question about
 #: English words, and only the Hindi lexicon knows "legal hai?".
@@ -281,16 +283,21 @@ class IndicatorExtractor:
         self.lexicons: dict[str, LanguageLexicon] = compiled_lexicons(directory)
         self.vocab = next(iter(self.lexicons.values())).vocab if self.lexicons else spacy.blank("xx").vocab
 
-    def languages_for(self, text: str, language: str, confidence: float, supported: bool) -> list[str]:
+    def languages_for(self, text: str, language: str, confidence: float, supported: bool,
+                      candidates: dict[str, float] | None = None) -> list[str]:
         """The lexicons to run on a message: its language's and English (texters mix in English);
-        French too for a language the bot does not support; and, for Latin letters when the detector
-        is unsure or found an unsupported language, every lexicon with romanized terms, because
-        Arabizi ("3am yedrebni") or transliterated Ukrainian look like Dutch or Polish to it."""
+        French too for a language the bot does not support. When the detector is unsure (or found
+        an unsupported language) also its other likely candidates ("no me han pagado en 2 meses"
+        may come out as English at 0.2) and, for Latin letters, every lexicon with romanized terms,
+        because Arabizi ("3am yedrebni") or transliterated Ukrainian look like Dutch or Polish to it."""
         languages = [language, "en"]
         if not supported:
             languages.append("fr")
-        if (not supported or confidence < UNSURE_LANGUAGE) and _mostly_latin(text):
-            languages += [code for code, lexicon in self.lexicons.items() if lexicon.romanized]
+        if not supported or confidence < UNSURE_LANGUAGE:
+            ranked = sorted((candidates or {}).items(), key=lambda item: -item[1])[:CANDIDATES]
+            languages += [code for code, score in ranked if score >= CANDIDATE_SCORE and code in self.lexicons]
+            if _mostly_latin(text):
+                languages += [code for code, lexicon in self.lexicons.items() if lexicon.romanized]
         return list(dict.fromkeys(languages))
 
     def extract(self, text: str, languages: list[str]) -> Finding:
