@@ -205,3 +205,11 @@ def test_an_unsure_detection_also_runs_its_likely_candidates(extractor):
     assert set(extractor.languages_for("no me han pagado en 2 meses", "en", 0.2, True, scores)) == {
         "en", "es", "ar", "uk", "hi", "pa"}
     assert extractor.languages_for("no me han pagado en 2 meses", "es", 0.9, True, scores) == ["es", "en"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("안녕하세요 여권을 사장이 가져갔어요", ["DOC"]),
+    ("사장이 여권을 안 가져갔어요", []),
+])
+def test_korean_negation_cue_that_only_starts_another_word_negates_nothing(extractor, text, expected):
+    assert extractor.extract(text, ["ko", "en"]).indicators == expected

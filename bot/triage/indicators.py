@@ -418,6 +418,8 @@ def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int) 
         return False
     if boundary == "word":
         return len(re.findall(r"\w+", between)) <= words
+    if boundary == "prefix" and between[:1].isalnum():
+        return False  # the cue only starts another word: 안 in 안녕하세요 ("hello") negates nothing
     return len(between.strip()) <= NEGATION_CHARS[boundary]
 
 
