@@ -418,8 +418,6 @@ def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int) 
         return False
     if boundary == "word":
         return len(re.findall(r"\w+", between)) <= words
-    if boundary == "prefix" and between[:1].isalnum():
-        return False  # the cue only starts another word: 안 in 안녕하세요 ("hello") negates nothing
     return len(between.strip()) <= NEGATION_CHARS[boundary]
 
 
@@ -431,6 +429,8 @@ def _cancelled(folded: str, terms: list[_Term], negations: tuple[list[_Term], li
     before_terms, after_terms = negations
     for term in terms:
         for cue in before_terms:
+            if boundary == "prefix" and folded[cue.end:term.start][:1].isalnum():
+                continue  # the cue only starts another word: 안 in 안녕하세요 ("hello") negates nothing
             if not any(_overlap(cue, t) for t in terms) and _close(folded, cue, term, boundary, NEGATION_WORDS):
                 return True
         for cue in after_terms:
