@@ -176,6 +176,12 @@ def main() -> None:
     held_out = [i for i, row in enumerate(rows) if row["split"] != "dev"]
     report("Held out (test half and blind set: never looked at while writing the lexicons)",
            [rows[i] for i in held_out], [outputs[i] for i in held_out], [base_predictions[i] for i in held_out])
+    for split in ("test", "blind"):
+        chosen = [i for i, row in enumerate(rows) if row["split"] == split]
+        ours = score([rows[i] for i in chosen], [(set(outputs[i]["indicators"]), outputs[i]["imminent"],
+                                                 outputs[i]["risk"]) for i in chosen])
+        print(f"\n{split} set alone: {len(chosen)} texts, micro-F1 {ours['micro'][2]:.2f}, imminent recall "
+              f"{ours['imminent_recall']:.1%}, false alarms {ours['false_alarm_rate']:.1%}")
     report("All texts (dev half included)", rows, outputs, base_predictions)
 
 if __name__ == "__main__":
