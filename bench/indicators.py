@@ -119,8 +119,12 @@ def score(rows: list[dict], predictions: list[tuple[set[str], bool, str]]) -> di
     }
 
 
+def predictions(outputs: list[dict]) -> list[tuple[set[str], bool, str]]:
+    return [(set(o["indicators"]), o["imminent"], o["risk"]) for o in outputs]
+
+
 def report(title: str, rows: list[dict], outputs: list[dict], base_predictions: list) -> None:
-    ours = score(rows, [(set(o["indicators"]), o["imminent"], o["risk"]) for o in outputs])
+    ours = score(rows, predictions(outputs))
     base = score(rows, base_predictions)
     print(f"\n### {title}: {len(rows)} texts, {ours['imminent_total']} imminent\n")
     print("| language | project P | R | F1 | keyword baseline F1 |\n|---|---|---|---|---|")
@@ -178,11 +182,11 @@ def main() -> None:
            [rows[i] for i in held_out], [outputs[i] for i in held_out], [base_predictions[i] for i in held_out])
     for split in ("test", "blind"):
         chosen = [i for i, row in enumerate(rows) if row["split"] == split]
-        ours = score([rows[i] for i in chosen], [(set(outputs[i]["indicators"]), outputs[i]["imminent"],
-                                                 outputs[i]["risk"]) for i in chosen])
+        ours = score([rows[i] for i in chosen], predictions([outputs[i] for i in chosen]))
         print(f"\n{split} set alone: {len(chosen)} texts, micro-F1 {ours['micro'][2]:.2f}, imminent recall "
               f"{ours['imminent_recall']:.1%}, false alarms {ours['false_alarm_rate']:.1%}")
     report("All texts (dev half included)", rows, outputs, base_predictions)
+
 
 if __name__ == "__main__":
     main()

@@ -39,11 +39,11 @@ from bot import DATA_DIR, PROJECT_ROOT
 
 LEXICON_DIR = DATA_DIR / "indicators" / "lexicon"
 TAXONOMY = DATA_DIR / "indicators" / "taxonomy.yml"
-#: How terms meet word boundaries: "word" (whole words; a trailing * allows any ending),
-#: "prefix" (must start a word, any ending: Korean particles), "none" (anywhere: Chinese, Thai, Arabic).
 #: libyaml's parser where installed: the lexicons are long lists, and the pure-Python parser alone
 #: took seconds per language at start-up.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: How terms meet word boundaries: "word" (whole words; a trailing * allows any ending),
+#: "prefix" (must start a word, any ending: Korean particles), "none" (anywhere: Chinese, Thai, Arabic).
 BOUNDARY = {"ko": "prefix", "zh": "none", "th": "none", "ar": "none"}
 SENTENCE_END = re.compile(r"[.!?;\n。！？؟]+")
 #: Addresses are quoted text, not the texter's situation ("example.com/passport-taken").
@@ -311,12 +311,12 @@ class IndicatorExtractor:
         sentences = _sentences(folded)
         lexicons = [self.lexicons[code] for code in dict.fromkeys(languages) if code in self.lexicons]
         found = [lexicon.matches(folded, doc) for lexicon in lexicons]
-        message_cues = {cue: found[0].get(cue, []) for cue in CANCELLING} if found else {}
         english = self.lexicons["en"].words if "en" in self.lexicons else set()
         for index, (lexicon, terms) in enumerate(zip(lexicons, found)):
-            cues = {cue: terms.get(cue, []) + message_cues.get(cue, []) for cue in CANCELLING}
+            if index > 0:
+                terms = {**terms, **{cue: terms.get(cue, []) + found[0].get(cue, []) for cue in CANCELLING}}
             secondary = index > 0 and lexicon is not self.lexicons.get("en")
-            self._extract_one(lexicon, folded, {**terms, **cues}, sentences, finding, english if secondary else set())
+            self._extract_one(lexicon, folded, terms, sentences, finding, english if secondary else set())
         urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
         finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
         finding.danger = _dedupe([e for e in finding.danger if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
