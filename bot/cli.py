@@ -1,4 +1,4 @@
-"""The ``hotline`` command: ``triage``, ``train``, ``up``, ``hub`` and ``agents add``."""
+"""The ``hotline`` command: ``triage``, ``train``, ``up``, ``hub``, ``agents add`` and ``replay``."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +81,34 @@ def cmd_hub(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Conversation scripts through the whole stack, with reports (data/replay/README.md)."""
+    _quiet_libraries()
+    from bot.replay import session
+    from bot.replay.script import ScriptError, load_scripts
+    from bot.training import latest_model
+
+    try:
+        scripts = load_scripts([Path(p) for p in args.paths] or [session.GOLDEN])
+    except ScriptError as error:
+        print(f"hotline replay: {error}", file=sys.stderr)
+        return 2
+    progress = not args.no_progress
+    if args.compare:
+        old, new = (Path(p) for p in args.compare)
+        return session.compare(scripts, old, new, args.concurrency, progress)
+    if args.spawn:
+        model = Path(args.model) if args.model else latest_model(Path(os.environ.get("HOTLINE_MODELS", PROJECT_ROOT / "models")))
+        if model is None:
+            print("hotline replay: no model to spawn a stack with (hotline train, or --model)", file=sys.stderr)
+            return 2
+        with session.spawned(model) as endpoints:
+            results, seconds = session.play(scripts, endpoints, args.concurrency, progress)
+    else:
+        results, seconds = session.play(scripts, session.running_stack(dict(os.environ)), args.concurrency, progress)
+    return session.report(results, seconds, args.junit and Path(args.junit), args.html and Path(args.html))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     hub = sub.add_parser("hub", help="run the agent hub alone (port 8080)")
     hub.set_defaults(func=cmd_hub)
+
+    replay = sub.add_parser("replay", help="play conversation scripts through the stack and report")
+    replay.add_argument("paths", nargs="*", help="script files or folders (default: the golden set)")
+    replay.add_argument("--spawn", action="store_true", help="start a stack of its own for the run")
+    replay.add_argument("--model", help="with --spawn: the model to serve (default: the latest in models/)")
+    replay.add_argument("--compare", nargs=2, metavar=("OLD_MODEL", "NEW_MODEL"),
+                        help="replay on both models; list every conversation whose triage changed")
+    replay.add_argument("--concurrency", type=int, default=4, help="conversations played at once (default 4)")
+    replay.add_argument("--junit", help="write a JUnit XML report here")
+    replay.add_argument("--html", help="write a self-contained HTML report here")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.set_defaults(func=cmd_replay)
 
     up = sub.add_parser("up", help="start the whole stack (Rasa, actions, ...)")
     up.add_argument("--no-train", action="store_true", help="fail instead of training when no model exists")

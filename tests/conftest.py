@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from bot.replay.spawn import free_port  # noqa: F401  (fixtures and rigs import it from here)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
@@ -77,7 +78,3 @@ def stacks(trained_model, tmp_path_factory):
     holder.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

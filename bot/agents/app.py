@@ -153,6 +153,10 @@ async def list_cases(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     closed = request.query.get("status") == "closed"
     rows = await asyncio.to_thread(hub.book.visible, request["agent"], closed)
+    # ?conversation=<id>: one conversation's cases (trainer replay finds its script's case this way).
+    conversation = request.query.get("conversation")
+    if conversation:
+        rows = [row for row in rows if row.conversation_id == conversation]
     now = time.time()
     return web.json_response([_checked(hub.book.summary(row, now)) for row in rows])
 

@@ -271,7 +271,7 @@ class StandIn:
         to = request.query.get("to")
         return web.json_response([
             {"sid": m.sid, "to": m.to, "from": m.from_, "body": m.body, "date_created": m.iso_date(),
-             "status": m.status, "error_code": m.error_code, "created": m.created}
+             "status": m.status, "error_code": m.error_code, "created": m.created, "direction": m.direction}
             for m in self.sent(to)])
 
     def sent(self, to: str | None) -> list[Message]:

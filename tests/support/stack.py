@@ -2,54 +2,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bot import PROJECT_ROOT
-from tests.conftest import free_port
-
-#: Variables of the developer's environment that would point the test stack elsewhere.
-OUTSIDE = ("DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
-           "HOTLINE_PUBLIC_URL", "RASA_AUTH_TOKEN", "HOTLINE_HANDOFF_WAIT")
+from bot.replay.spawn import spawn_stack
 
 
 def start_stack(model: Path, models: Path, home: Path, extra_env: dict[str, str] | None = None) -> dict:
     """Start the stack with ``model``; returns the ports, the process and its first output lines."""
-    shutil.copy(model, models / model.name)
-    ports = {"HOTLINE_RASA_PORT": free_port(), "HOTLINE_ACTIONS_PORT": free_port(),
-             "HOTLINE_TWILIO_PORT": free_port(), "HOTLINE_HUB_PORT": free_port()}
-    env = {key: value for key, value in os.environ.items() if key not in OUTSIDE}
-    env.update({"HOTLINE_MODELS": str(models), "HOTLINE_HOME": str(home),
-                **{k: str(v) for k, v in ports.items()}, **(extra_env or {})})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "up", "--no-train"], cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-        if line.startswith("Model:"):
-            break
-    else:
-        process.kill()
-    assert any(line.startswith("Rasa server:") for line in lines), "".join(lines[-50:])
-    # Keep reading the stack's output: a full pipe would block its processes mid-turn.
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    return {"process": process, "rasa": ports["HOTLINE_RASA_PORT"], "actions": ports["HOTLINE_ACTIONS_PORT"],
-            "twilio": ports["HOTLINE_TWILIO_PORT"], "hub": ports["HOTLINE_HUB_PORT"], "lines": lines,
-            "home": home, "env": env}
+    stack = spawn_stack(model, models, home, extra_env)
+    return {"process": stack.process, "rasa": stack.rasa, "actions": stack.actions, "twilio": stack.twilio,
+            "hub": stack.hub, "lines": stack.lines, "home": home, "env": stack.env}
 
 
 class StackHolder:
