@@ -179,6 +179,19 @@ def test_stop_opts_out_until_start_on_sms(rig):
     assert bodies[3:] == ["echo 3: /greet", "echo 4: back again"]
 
 
+def test_yes_is_an_answer_unless_the_texter_had_opted_out(rig):
+    """Twilio lists YES as an opt-in word; for a texter who never sent STOP it is their answer."""
+    sender = number()
+    rig.text(sender, "hi")
+    rig.text(sender, "YES")
+    assert rig.replies(sender, 2) == ["echo 1: hi", "echo 2: YES"]
+    rig.text(sender, "STOP")
+    rig.text(sender, "yes")
+    bodies = rig.replies(sender, 4)
+    assert "unsubscribed" in bodies[2] and bodies[3].startswith("You have successfully been re-subscribed")
+    assert rig.replies(sender, 5)[4] == "echo 4: /greet"
+
+
 def test_stop_inside_a_sentence_is_not_a_keyword(rig):
     sender = number()
     rig.text(sender, "stop hitting me")

@@ -162,6 +162,10 @@ class Dispatcher(ClaimLoop):
         if opted_out and keyword != "opt_in":
             await self.store.call(self.store.complete, message, [], "opted_out")
             return
+        if keyword == "opt_in" and not opted_out:
+            # YES is also Twilio's opt-in word, and the answer to "may a person text you?": it
+            # restarts a conversation only for a texter who had sent STOP.
+            keyword = None
         if keyword in ("opt_out", "opt_in"):
             await self.store.call(self.store.set_opted_out, message.conversation_id,
                                     keyword == "opt_out")

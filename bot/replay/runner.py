@@ -36,6 +36,7 @@ DELIVERY_TIMEOUT = 15.0
 #: Replies are complete when nothing new arrived for this long (longer when none is expected).
 SETTLE = 0.5
 QUIET = 2.0
+SILENT_WAIT = 4.0
 POLL = 0.15
 
 
@@ -163,7 +164,10 @@ class StackClient:
             if self.logged_in:
                 return
             credentials = {"username": self.endpoints.hub_user, "password": self.endpoints.hub_password}
-            async with self.session.post(f"{self.endpoints.hub}/api/login", json=credentials) as reply:
+            from bot.agents.app import CSRF_HEADER, CSRF_VALUE
+
+            async with self.session.post(f"{self.endpoints.hub}/api/login", json=credentials,
+                                         headers={CSRF_HEADER: CSRF_VALUE}) as reply:
                 if reply.status != 200:
                     raise RuntimeError(f"the hub refused the trainer login ({reply.status})")
             self.logged_in = True
@@ -223,7 +227,10 @@ class Runner:
                     await asyncio.sleep(turn.delay)
                 channel = turn.channel or script.channel
                 address = f"whatsapp:{number}" if channel == "whatsapp" else number
-                observed = await self.turn(index, turn, address)
+                try:
+                    observed = await self.turn(index, turn, address)
+                except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as error:
+                    raise RuntimeError(f"turn {index}: {error or type(error).__name__}") from error
                 observed.failures = check(turn.expect, observed)
                 result.turns.append(observed)
                 if on_turn:
@@ -240,11 +247,12 @@ class Runner:
         users_before = len(user_events(await self.client.tracker(address)))
         replies_before = len(await self.client.delivered(address))
         await self.client.send(address, turn.texter)
-        tracker = await self._until_done(address, users_before)
+        tracker = await self._until_done(address, users_before, quiet_ok=turn.expect.get("silent") is True)
         events = tracker.get("events") or []
-        last_user = user_events(tracker)[-1]
+        handled = len(user_events(tracker)) > users_before
+        last_user = user_events(tracker)[-1] if handled else len(events)
         bots = [e for e in events[last_user:] if e.get("event") == "bot"]
-        parse = events[last_user].get("parse_data") or {}
+        parse = (events[last_user].get("parse_data") or {}) if handled else {}
         triage = parse.get("triage") or {}
         replies = await self._replies(address, replies_before, expected=len(bots))
         result = TurnResult(
@@ -261,13 +269,19 @@ class Runner:
         result.seconds = time.monotonic() - started
         return result
 
-    async def _until_done(self, address: str, users_before: int) -> dict[str, Any]:
-        deadline = time.monotonic() + TURN_TIMEOUT
+    async def _until_done(self, address: str, users_before: int, quiet_ok: bool) -> dict[str, Any]:
+        """The tracker once the turn is handled. A turn expected to be silent may never reach Rasa
+        (the channel drops messages from a texter who sent STOP): then nothing changing for
+        ``SILENT_WAIT`` seconds ends it."""
+        started = time.monotonic()
         while True:
             tracker = await self.client.tracker(address)
             if turn_done(tracker, users_before):
                 return tracker
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if quiet_ok and waited > SILENT_WAIT and len(user_events(tracker)) == users_before:
+                return tracker
+            if waited > TURN_TIMEOUT:
                 raise RuntimeError(f"the bot did not handle the message within {TURN_TIMEOUT:.0f} s")
             await asyncio.sleep(POLL)
 
