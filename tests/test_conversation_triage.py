@@ -43,6 +43,14 @@ def test_repeated_evidence_is_not_duplicated():
     assert "indicator_evidence" not in triage_slots(slots, triage([("DOC", "took my passport")]), "m2")
 
 
+def test_an_age_in_a_message_fills_the_age_once():
+    slots = {}
+    slots.update(triage_slots(slots, {**triage([("MINOR", "I'm 16")], minor=True), "age": 16}, "m1"))
+    assert slots["age"] == "16"
+    slots.update(triage_slots(slots, {**triage([("MINOR", "my sister is 14")], minor=True), "age": 14}, "m2"))
+    assert slots["age"] == "16"
+
+
 def test_minor_and_third_party_stick():
     slots = {}
     slots.update(triage_slots(slots, triage([("MINOR", "I'm 16")], minor=True, third_party=True), "m1"))

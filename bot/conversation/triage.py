@@ -41,4 +41,7 @@ def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_i
         "third_party": bool(slots.get("third_party")) or bool(triage.get("third_party")),
         "risk": higher(slots.get("risk") or "none", risk),
     }
+    if triage.get("age") is not None and slots.get("age") is None:
+        # "I'm 16" answers the age question before it is asked, and the agent sees the age.
+        new["age"] = str(triage["age"])
     return {name: value for name, value in new.items() if slots.get(name) != value}

@@ -219,9 +219,9 @@ class Runner:
 
     async def play(self, script: Script, on_turn: Callable[[], None] | None = None) -> ScriptResult:
         started = time.monotonic()
-        number = (await self.fresh_address("sms")).removeprefix("whatsapp:")
-        result = ScriptResult(script=script, address=number)
+        result = ScriptResult(script=script, address="")
         try:
+            number = result.address = await self.fresh_address("sms")
             for index, turn in enumerate(script.turns, 1):
                 if turn.delay:
                     await asyncio.sleep(turn.delay)
