@@ -127,7 +127,8 @@ class ActionGreet(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         latest = tracker.latest_message or {}
-        step = steps.opening(_slots(tracker), (latest.get("intent") or {}).get("name"), latest.get(LANGUAGE_DETECTION))
+        step = steps.opening(_slots(tracker), (latest.get("intent") or {}).get("name"), latest.get(LANGUAGE_DETECTION),
+                             media=bool(((tracker.get_last_event_for("user") or {}).get("metadata") or {}).get("media")))
         return _carry_out(step, dispatcher, tracker)
 
 

@@ -115,6 +115,14 @@ def test_the_questions_never_ask_about_trafficking_itself():
 
 # --- steps --------------------------------------------------------------------------------------
 
+def test_a_photo_is_acknowledged_only_when_one_came():
+    sure = {"language": "es", "confidence": 0.97, "method": "lingua"}
+    assert "utter_media_received" in steps.opening({}, "share_media", sure, media=True).responses
+    assert "utter_media_received" not in steps.opening({}, "share_media", sure).responses
+    assert steps.opening({"greeted": True}, "share_media", sure, media=True).responses == ["utter_media_received"]
+    assert steps.opening({"greeted": True}, "share_media", sure).responses == []
+
+
 def test_opening_says_who_is_texting_and_confirms_an_unsure_language():
     sure = steps.opening({}, "greet", {"language": "es", "confidence": 0.97, "method": "lingua"})
     unsure = steps.opening({}, "greet", {"language": "en", "confidence": 0.2, "method": "fallback"})

@@ -36,9 +36,13 @@ class Step:
     stop_forms: bool = False
 
 
-def opening(slots: dict[str, Any], intent: str | None, detection: dict[str, Any] | None) -> Step:
+def opening(slots: dict[str, Any], intent: str | None, detection: dict[str, Any] | None,
+            media: bool = False) -> Step:
     """The first reply of a session says who is texting (an automated assistant, a person can take
-    over, STOP); it confirms the language only when detection was unsure."""
+    over, STOP); it confirms the language only when detection was unsure. "We received your photo"
+    only when a photo came: NLU may read "o patrao pegou meu passaporte" as sharing one."""
+    if intent == "share_media" and not media:
+        intent = None
     if slots.get("greeted"):
         reply = REPLY_AFTER_OPENING.get(intent or "")
         return Step([reply] if reply else [])
