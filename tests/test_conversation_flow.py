@@ -45,6 +45,12 @@ def test_a_word_of_another_language_counts_when_it_means_one_thing():
     assert answers().classify("haan", "en") == "yes"
 
 
+@pytest.mark.parametrize("text", ["مش عارف", "مش عارفه", "مش عارفة"])
+def test_i_dont_know_skips_in_the_feminine_too(text):
+    """Most texters are women and girls: the feminine "I don't know" is a skip as well."""
+    assert answers().classify(text, "ar") == "skip"
+
+
 def test_every_language_has_yes_no_skip_and_delete_words():
     data = yaml.safe_load((DATA_DIR / "conversation" / "answers.yml").read_text(encoding="utf-8"))
     for language in LANGUAGES:

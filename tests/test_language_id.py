@@ -113,6 +113,15 @@ def _detection(language, confidence=0.9, informative=True, scores=None, method="
     return Detection(language, confidence, language, supported, informative, method, scores or {language: confidence})
 
 
+@pytest.mark.parametrize("text, language", [
+    ("hola buenas tardes", "es"), ("Hola, buenos días!", "es"), ("salamat po magandang umaga", "tl"),
+    ("bonjour merci", "fr"), ("hello hola", "en"),
+])
+def test_a_greeting_made_of_known_phrases_keeps_their_language(identifier, text, language):
+    """Phrases of one language together are that language; mixed ones stay unsure (English)."""
+    assert identifier.identify(text).language == language
+
+
 def test_first_message_sets_the_language_even_if_short():
     assert choose_language(None, _detection("es", 0.2, informative=False)) == "es"
 

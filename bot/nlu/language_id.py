@@ -286,12 +286,25 @@ class LanguageIdentifier:
     def _short_latin(self, text: str, weak: Detection) -> Detection:
         """A short Latin-script message: a known short phrase, else English with low confidence,
         since detectors cannot tell "hello" from Italian."""
-        code = self.data.short_phrases.get(_phrase_key(text))
+        code = self._known_phrases(_phrase_key(text))
         if code:
             return Detection(code, 0.5, code, True, False, "phrase", {code: 0.5})
         if weak.method in ("romanized", "lexicon"):
             return weak
         return Detection(FALLBACK, min(weak.confidence, 0.2), FALLBACK, True, False, weak.method, weak.scores)
+
+    def _known_phrases(self, key: str) -> str | None:
+        """The language of a message made only of known short phrases of that one language:
+        "hola buenas tardes" is "hola" and "buenas tardes", both Spanish."""
+        words, found, start = key.split(), set(), 0
+        while start < len(words):
+            end = next((end for end in range(len(words), start, -1)
+                        if " ".join(words[start:end]) in self.data.short_phrases), None)
+            if end is None:
+                return None
+            found.add(self.data.short_phrases[" ".join(words[start:end])])
+            start = end
+        return found.pop() if len(found) == 1 else None
 
     def _by_script(self, text: str, script: str, counts) -> Detection:
         if script in SINGLE_LANGUAGE_SCRIPTS:

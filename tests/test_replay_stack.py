@@ -1,0 +1,71 @@
+"""Trainer replay against the whole stack with the trained model: the golden set passes, and a
+script that expects the wrong thing fails with a non-zero exit, a JUnit failure and an HTML page
+that shows it."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from bot import PROJECT_ROOT
+from bot.agents.accounts import Accounts
+from bot.privacy import load_keys
+from bot.replay import session
+from bot.replay.report import terminal_summary, write_html, write_junit
+from bot.replay.runner import Endpoints, play_all
+from bot.replay.script import load_scripts
+from bot.settings import Settings
+from bot.storage import database_url, make_engine
+
+
+@pytest.fixture(scope="module")
+def trainer(stacks):
+    stack = stacks.running()
+    settings = Settings.from_env(stack["env"])
+    password = Accounts(make_engine(database_url(settings))).add("golden-trainer", "trainer")
+    return stack, "golden-trainer", password
+
+
+def endpoints(stack, user: str, password: str) -> Endpoints:
+    settings = Settings.from_env(stack["env"])
+    return Endpoints(
+        twilio=f"http://127.0.0.1:{stack['twilio']}", rasa=f"http://127.0.0.1:{stack['rasa']}",
+        hub=f"http://127.0.0.1:{stack['hub']}",
+        rasa_token=(settings.home / "rasa_api_token.secret").read_text().strip(),
+        keys=load_keys(settings, stack["env"]), hub_user=user, hub_password=password,
+    )
+
+
+def test_the_golden_set_passes_against_the_trained_model(trainer, tmp_path):
+    stack, user, password = trainer
+    scripts = load_scripts([session.GOLDEN])
+    results = asyncio.run(play_all(scripts, endpoints(stack, user, password), concurrency=6))
+    seconds = sum(r.seconds for r in results)
+    write_junit(results, tmp_path / "golden.xml", seconds)
+    write_html(results, tmp_path / "golden.html", seconds)
+    assert all(r.passed for r in results), terminal_summary(results, seconds)
+
+
+def test_a_wrong_expectation_fails_the_command_with_reports(trainer, tmp_path):
+    stack, user, password = trainer
+    script = tmp_path / "wrong" / "danger.yml"
+    script.parent.mkdir()
+    script.write_text(
+        "title: Danger said as not dangerous\nlanguage: en\nturns:\n"
+        "  - texter: he is outside my door with a knife right now\n"
+        "    expect:\n      risk: none\n      not_responses: [utter_emergency]\n", encoding="utf-8")
+    env = {**stack["env"], "HOTLINE_REPLAY_USER": user, "HOTLINE_REPLAY_PASSWORD": password,
+           "TWILIO_API_URL": f"http://127.0.0.1:{stack['twilio']}"}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "replay", str(script), "--no-progress",
+         "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "r.html")],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "expected risk none, got imminent" in run.stdout and "expected no utter_emergency" in run.stdout
+    failure = ET.parse(tmp_path / "r.xml").getroot().find(".//failure")
+    assert failure is not None and "expected risk none, got imminent" in failure.text
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "FAILED" in page and "with a knife right now" in page and "class='failure'" in page
