@@ -88,6 +88,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from bot.replay.script import ScriptError, load_scripts
     from bot.training import latest_model
 
+    if args.record:
+        return session.record(args.record, Path(args.out) if args.out else None)
     try:
         scripts = load_scripts([Path(p) for p in args.paths] or [session.GOLDEN])
     except ScriptError as error:
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--model", help="with --spawn: the model to serve (default: the latest in models/)")
     replay.add_argument("--compare", nargs=2, metavar=("OLD_MODEL", "NEW_MODEL"),
                         help="replay on both models; list every conversation whose triage changed")
+    replay.add_argument("--record", metavar="CASE_ID",
+                        help="write a finished case from the hub as a redacted script (to --out or stdout)")
+    replay.add_argument("--out", help="with --record: the script file to write")
     replay.add_argument("--concurrency", type=int, default=4, help="conversations played at once (default 4)")
     replay.add_argument("--junit", help="write a JUnit XML report here")
     replay.add_argument("--html", help="write a self-contained HTML report here")

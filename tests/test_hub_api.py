@@ -329,3 +329,15 @@ async def test_a_database_that_goes_away_gets_a_clear_answer(world):
     for response in (await client.get("/api/cases"), await client.post(f"/api/cases/{case_id}/take", headers=HEADERS)):
         assert response.status == 503 and "database" in (await response.json())["error"]
     await client.close()
+
+
+def test_the_transcript_leaves_out_intents_the_bot_and_hub_trigger():
+    """A media turn ("/share_media") and the hub's "nobody took it yet" trigger are not texter words."""
+    from bot.agents.summary import transcript
+
+    events = [{"event": "user", "text": "mi jefe tiene mi pasaporte", "timestamp": 1.0},
+              {"event": "user", "text": "/share_media", "timestamp": 2.0},
+              {"event": "user", "text": "EXTERNAL: EXTERNAL_no_agent", "timestamp": 3.0},
+              {"event": "bot", "text": "Nadie ha tomado su caso todavía.", "timestamp": 4.0}]
+    assert [(line["from"], line["text"]) for line in transcript(events)] == [
+        ("texter", "mi jefe tiene mi pasaporte"), ("bot", "Nadie ha tomado su caso todavía.")]

@@ -69,3 +69,31 @@ def test_a_wrong_expectation_fails_the_command_with_reports(trainer, tmp_path):
     assert failure is not None and "expected risk none, got imminent" in failure.text
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "FAILED" in page and "with a knife right now" in page and "class='failure'" in page
+
+
+def test_a_recorded_case_is_redacted_and_replays(trainer, tmp_path):
+    """A conversation with a name, a number and a place goes through the stack; its case, recorded
+    by `hotline replay --record`, names none of them and replays with the same triage."""
+    stack, user, password = trainer
+    script = tmp_path / "live" / "named.yml"
+    script.parent.mkdir()
+    script.write_text(
+        "title: A texter who gives her name and number\nlanguage: en\nturns:\n"
+        "  - texter: my name is Rosalind Okafor, i work at Sunny Farms in Leamington and the boss keeps my passport\n"
+        "  - texter: 'yes'\n  - texter: 'yes'\n  - texter: 'no'\n  - texter: skip\n  - texter: skip\n"
+        "  - texter: 'yes'\n  - texter: call me at 519 555 0147\n"
+        "    expect:\n      handoff: true\n", encoding="utf-8")
+    results = asyncio.run(play_all(load_scripts([script]), endpoints(stack, user, password)))
+    assert results[0].passed, terminal_summary(results, 1.0)
+    case_id = results[0].turns[-1].case["id"]
+    env = {**stack["env"], "HOTLINE_REPLAY_USER": user, "HOTLINE_REPLAY_PASSWORD": password}
+    out = tmp_path / "recorded" / "en" / "case.yml"
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "replay", "--record", case_id, "--out", str(out)],
+                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = out.read_text(encoding="utf-8")
+    for secret in ("Rosalind", "Okafor", "Sunny Farms", "Leamington", "0147", "519 555"):
+        assert secret not in text, text
+    assert "keeps my passport" in text and "DOC" in text
+    replayed = asyncio.run(play_all(load_scripts([out]), endpoints(stack, user, password)))
+    assert replayed[0].passed, terminal_summary(replayed, 1.0)

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import yaml
+from rasa.shared.core.constants import EXTERNAL_MESSAGE_PREFIX
 
 from bot import DATA_DIR
 from bot.agents.handoff import OPEN
@@ -41,12 +42,12 @@ def iso(timestamp: float) -> str:
 
 
 def transcript(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Texter, bot and agent messages from Rasa events, oldest first (intent triggers like /stop
-    left out). An agent's replies are bot events the hub appended with ``metadata.from = agent``."""
+    """Texter, bot and agent messages from Rasa events, oldest first (intent triggers like /stop,
+    and the hub's own "nobody took it yet" trigger, left out). An agent's replies are bot events the hub appended with ``metadata.from = agent``."""
     lines = []
     for event in events:
         kind, text = event.get("event"), event.get("text")
-        if kind not in ("user", "bot") or not text or (kind == "user" and text.startswith("/")):
+        if kind not in ("user", "bot") or not text or (kind == "user" and text.startswith(("/", EXTERNAL_MESSAGE_PREFIX))):
             continue
         language = ((event.get("parse_data") or {}).get("language_detection") or {}).get("language")
         by_agent = kind == "bot" and (event.get("metadata") or {}).get("from") == AGENT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -78,6 +79,31 @@ def report(results: list[ScriptResult], seconds: float, junit: Path | None, html
         write_html(results, html, seconds)
         print(f"HTML report: {html}")
     return 0 if all(r.passed for r in results) else 1
+
+
+def record(case_id: str, out: Path | None) -> int:
+    """A case of the running stack's hub as a redacted script; checked like any script."""
+    from bot.replay.record import fetch_case, script_from_case, to_yaml
+    from bot.replay.script import ScriptError, load_script
+
+    try:
+        case = asyncio.run(fetch_case(running_stack(dict(os.environ)), case_id))
+        text = to_yaml(script_from_case(case))
+    except RuntimeError as error:
+        print(f"hotline replay --record: {error}", file=sys.stderr)
+        return 1
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    try:
+        load_script(out)
+    except ScriptError as error:
+        print(f"hotline replay --record: the recorded script does not load: {error}", file=sys.stderr)
+        return 1
+    print(f"recorded {case_id} to {out}")
+    return 0
 
 
 def compare(scripts: list[Script], old: Path, new: Path, concurrency: int, progress: bool = True) -> int:
