@@ -210,3 +210,44 @@ def test_console_in_chromium_login_live_case_reply_handback_close(stack):
         page.screenshot(path=str(ARTIFACTS / "console-3-closed.png"))
         browser.close()
     assert errors == []
+
+
+async def test_a_trainer_practises_on_a_scripted_texter_kept_apart_from_real_cases(stack):
+    """Training mode: the simulated texter reaches the trainer's queue as a TRAINING case that agents
+    never see and statistics never count; each trainer reply brings the texter's next line."""
+    async with Console(stack, "tara", "trainer") as trainer, Console(stack, "abe") as agent, \
+            Console(stack, "sue", "supervisor") as supervisor:
+        names = {s["name"]: s for s in await trainer.get("/api/practice/scripts")}
+        practice = next(name for name, s in names.items() if name.startswith("practice/en/"))
+        assert "golden/es/minor" in names and "golden/ar/stop" in names
+        async with agent.session.get(agent.base + "/api/practice/scripts") as refused:
+            assert refused.status == 403
+        counted = await supervisor.get("/api/stats")
+        started = await trainer.post("/api/practice", {"script": practice})
+        assert (started["title"], started["turns"]) == (names[practice]["title"], names[practice]["turns"])
+
+        async def training_case():
+            for case in await trainer.get("/api/cases"):
+                if case["training"] and case["status"] == "waiting":
+                    return case
+            return None
+        case = None
+        for _ in range(300):
+            case = await training_case()
+            if case:
+                break
+            await asyncio.sleep(0.3)
+        assert case, "the practice never reached the trainer's queue"
+        assert case["id"] not in {c["id"] for c in await agent.get("/api/cases")}
+        assert await supervisor.get("/api/stats") == counted
+        await trainer.post(f"/api/cases/{case['id']}/take")
+        texter_lines = len([l for l in (await trainer.get(f"/api/cases/{case['id']}"))["transcript"] if l["from"] == "texter"])
+        await trainer.post(f"/api/cases/{case['id']}/reply", {"text": "Hi, this is Tara from the hotline. Are you safe?"})
+        for _ in range(100):
+            transcript = (await trainer.get(f"/api/cases/{case['id']}"))["transcript"]
+            if len([l for l in transcript if l["from"] == "texter"]) > texter_lines:
+                break
+            await asyncio.sleep(0.3)
+        assert transcript[-1]["from"] == "texter", transcript[-3:]
+        assert any(l["from"] == "agent" and "Tara" in l["text"] for l in transcript)
+        assert await supervisor.get("/api/stats") == counted

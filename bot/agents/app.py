@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 from bot.agents.accounts import Accounts, Agent
 from bot.agents.cases import SYSTEM, CaseBook, CaseError, Change, outcomes
 from bot.agents.live import Live, tell_waiting_texters
+from bot.agents.practice import PracticeTexter
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
 from bot.agents.summary import schema_errors
 from bot.channels.segments import TWILIO_BODY_LIMIT, describe
@@ -56,6 +57,7 @@ class Hub:
     rasa: RasaApi
     live: Live
     wait: float
+    practice: PracticeTexter | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -283,6 +285,8 @@ async def reply(request: web.Request) -> web.Response:
         await hub.rasa.record_agent_message(row.conversation_id, text, agent.username)
     except RasaUnavailable as error:  # the reply is queued and will be sent; only the transcript misses it
         logger.warning("reply queued but not recorded in the transcript: %s", error)
+    if row.training and hub.practice:
+        await hub.practice.trainer_replied(row.conversation_id)
     info = describe(text)
     return web.json_response({"segments": info.segments, "encoding": info.encoding}, status=202)
 
@@ -291,6 +295,40 @@ async def segments(request: web.Request) -> web.Response:
     text = _text(await _json(request), "text")
     info = describe(text)
     return web.json_response({"segments": info.segments, "encoding": info.encoding, "characters": len(text)})
+
+
+# Training mode and statistics ---------------------------------------------------------------
+
+def _practising(request: web.Request) -> PracticeTexter:
+    """Trainers and supervisors practise; agents never see training material."""
+    if request["agent"].role not in ("trainer", "supervisor"):
+        raise CaseError(403, "Practice cases are for trainers and supervisors.")
+    practice = request.app[HUB].practice
+    if practice is None:
+        raise CaseError(503, "Training mode is not available on this hub.")
+    return practice
+
+
+async def practice_scripts(request: web.Request) -> web.Response:
+    return web.json_response(_practising(request).catalogue())
+
+
+async def start_practice(request: web.Request) -> web.Response:
+    """A practice case from a persona script: the simulated texter starts writing at once."""
+    hub: Hub = request.app[HUB]
+    agent: Agent = request["agent"]
+    practice = await _practising(request).start(_text(await _json(request), "script"), agent.username)
+    if practice is None:
+        raise CaseError(404, "There is no such practice script.")
+    await asyncio.to_thread(hub.book.audit, agent, "practice", None, practice.script.name)
+    return web.json_response({"script": practice.script.name, "title": practice.script.title,
+                              "turns": len(practice.script.turns)}, status=202)
+
+
+async def stats(request: web.Request) -> web.Response:
+    if request["agent"].role != "supervisor":
+        raise CaseError(403, "Statistics are for supervisors.")
+    return web.json_response(await asyncio.to_thread(request.app[HUB].book.stats))
 
 
 async def list_outcomes(_request: web.Request) -> web.Response:
@@ -343,6 +381,9 @@ def make_app(hub: Hub) -> web.Application:
     app.router.add_post("/api/cases/{case_id}/handback", hand_back)
     app.router.add_post("/api/cases/{case_id}/close", close)
     app.router.add_get("/api/live", live_socket)
+    app.router.add_get("/api/practice/scripts", practice_scripts)
+    app.router.add_post("/api/practice", start_practice)
+    app.router.add_get("/api/stats", stats)
     app.on_startup.append(_start_background)
     app.on_cleanup.append(_stop_background)
     return app
@@ -362,6 +403,8 @@ async def _stop_background(app: web.Application) -> None:
     await asyncio.gather(*app.get(BACKGROUND, []), return_exceptions=True)
     for socket in list(hub.live.sockets):
         await socket.close()
+    if hub.practice:
+        await hub.practice.close()
     await hub.rasa.close()
 
 
@@ -371,9 +414,11 @@ def build_hub(settings: Settings) -> Hub:
     keys = default_keys()
     book = CaseBook(engine, keys)
     store = ChannelStore(engine, keys)
-    rasa = RasaApi(f"http://127.0.0.1:{settings.rasa_port}", secret(settings, "rasa_api_token", "RASA_AUTH_TOKEN"))
+    rasa_url = f"http://127.0.0.1:{settings.rasa_port}"
+    rasa = RasaApi(rasa_url, secret(settings, "rasa_api_token", "RASA_AUTH_TOKEN"))
     return Hub(Accounts(engine), book, store, rasa, Live(book, store),
-               wait=float(os.environ.get("HOTLINE_HANDOFF_WAIT", "300")))
+               wait=float(os.environ.get("HOTLINE_HANDOFF_WAIT", "300")),
+               practice=PracticeTexter(keys, rasa, rasa_url))
 
 
 def run_hub() -> None:

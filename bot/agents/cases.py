@@ -189,6 +189,18 @@ class CaseBook:
         with self.engine.begin() as db:
             self._audit(db, agent, action, case_id, detail)
 
+    def stats(self) -> dict[str, Any]:
+        """The queue's figures for supervisors: real cases only, training cases are never counted."""
+        real = cases.c.training == sa.false()
+        with self.engine.connect() as db:
+            open_by_risk = dict(db.execute(sa.select(cases.c.risk, sa.func.count()).where(
+                real, cases.c.status.in_(ACTIVE)).group_by(cases.c.risk)).all())
+            closed_by_outcome = dict(db.execute(sa.select(cases.c.outcome, sa.func.count()).where(
+                real, cases.c.status == CLOSED).group_by(cases.c.outcome)).all())
+        return {"open": sum(open_by_risk.values()), "open_by_risk": open_by_risk,
+                "closed": sum(closed_by_outcome.values()),
+                "closed_by_outcome": {str(k): v for k, v in closed_by_outcome.items()}}
+
     # The wait ------------------------------------------------------------------------------
 
     def due_for_waiting_message(self, wait: float, now: float | None = None) -> list[tuple[str, str]]:

@@ -64,6 +64,11 @@ class RasaApi:
         await self._call("POST", f"/conversations/{quote(conversation_id, safe='')}/trigger_intent",
                          {"name": NO_AGENT_INTENT}, output_channel="latest")
 
+    async def tracker(self, conversation_id: str) -> dict[str, Any]:
+        """The whole tracker (slots and every event): the practice texter waits on it."""
+        return await self._call("GET", f"/conversations/{quote(conversation_id, safe='')}/tracker",
+                                include_events="ALL")
+
     async def transcript(self, conversation_id: str) -> list[dict[str, Any]]:
         tracker = await self._call("GET", f"/conversations/{quote(conversation_id, safe='')}/tracker",
                                    include_events="ALL")

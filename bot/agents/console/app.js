@@ -167,7 +167,8 @@ function start() {
     "case-empty", "case-body", "monitor-warning", "case-summary", "indicators", "indicators-empty",
     "transcript", "reply-form", "reply-text", "segments", "window-note", "send", "notes",
     "notes-empty", "note-form", "note-text", "transfer-form", "transfer-to", "handback-form",
-    "handback-note", "close-form", "close-outcome", "close-note", "status",
+    "handback-note", "close-form", "close-outcome", "close-note", "status", "practice-form",
+    "practice-script", "practice-start",
   ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), $(id)]));
 
   const state = {
@@ -319,6 +320,7 @@ function start() {
     ui.whoami.textContent = `${me.username} (${me.role})`;
     renderEnableAlerts();
     loadChoices();
+    loadPractice();
     connectLive();
     pollQueue();
   }
@@ -332,6 +334,7 @@ function start() {
     state.drafts.clear();
     clearAlert();
     ui.queue.replaceChildren();
+    ui.practiceForm.hidden = true;
     state.queueSignature = "";
     ui.replyText.value = "";
     closeCaseView();
@@ -384,6 +387,30 @@ function start() {
       ui.closeOutcome.value = chosen;
     } catch (err) { reportError(err); }
   }
+
+  /** Trainers and supervisors practise on scripted texters; agents never see the form. */
+  async function loadPractice() {
+    const allowed = state.me?.role === "trainer" || state.me?.role === "supervisor";
+    ui.practiceForm.hidden = !allowed;
+    if (!allowed) return;
+    try {
+      const scripts = await api("/api/practice/scripts");
+      ui.practiceScript.replaceChildren(new Option("Choose a texter…", ""));
+      for (const s of Array.isArray(scripts) ? scripts : []) {
+        ui.practiceScript.append(new Option(`${s.language} · ${s.title}`, s.name));
+      }
+    } catch (err) { reportError(err); }
+  }
+
+  ui.practiceForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!ui.practiceScript.value) { setStatus("Choose a scripted texter first.", "error"); return; }
+    ui.practiceStart.disabled = true;
+    try {
+      const started = await api("/api/practice", { method: "POST", body: { script: ui.practiceScript.value } });
+      setStatus(`Practice started: ${started.title}. The case comes to your queue when the texter reaches an agent.`);
+    } catch (err) { reportError(err); } finally { ui.practiceStart.disabled = false; }
+  });
 
   function fillAgents(agents) {
     const chosen = ui.transferTo.value;
