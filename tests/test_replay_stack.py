@@ -39,6 +39,14 @@ def endpoints(stack, user: str, password: str) -> Endpoints:
     )
 
 
+def script_file(tmp_path, name: str, text: str):
+    """A script in a folder of its own (reports name scripts folder/file)."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def test_the_golden_set_passes_against_the_trained_model(trainer, tmp_path):
     stack, user, password = trainer
     scripts = load_scripts([session.GOLDEN])
@@ -51,12 +59,10 @@ def test_the_golden_set_passes_against_the_trained_model(trainer, tmp_path):
 
 def test_a_wrong_expectation_fails_the_command_with_reports(trainer, tmp_path):
     stack, user, password = trainer
-    script = tmp_path / "wrong" / "danger.yml"
-    script.parent.mkdir()
-    script.write_text(
-        "title: Danger said as not dangerous\nlanguage: en\nturns:\n"
-        "  - texter: he is outside my door with a knife right now\n"
-        "    expect:\n      risk: none\n      not_responses: [utter_emergency]\n", encoding="utf-8")
+    script = script_file(tmp_path, "wrong/danger.yml",
+                         "title: Danger said as not dangerous\nlanguage: en\nturns:\n"
+                         "  - texter: he is outside my door with a knife right now\n"
+                         "    expect:\n      risk: none\n      not_responses: [utter_emergency]\n")
     env = {**stack["env"], "HOTLINE_REPLAY_USER": user, "HOTLINE_REPLAY_PASSWORD": password,
            "TWILIO_API_URL": f"http://127.0.0.1:{stack['twilio']}"}
     run = subprocess.run(
@@ -75,14 +81,13 @@ def test_a_recorded_case_is_redacted_and_replays(trainer, tmp_path):
     """A conversation with a name, a number and a place goes through the stack; its case, recorded
     by `hotline replay --record`, names none of them and replays with the same triage."""
     stack, user, password = trainer
-    script = tmp_path / "live" / "named.yml"
-    script.parent.mkdir()
-    script.write_text(
+    script = script_file(
+        tmp_path, "live/named.yml",
         "title: A texter who gives her name and number\nlanguage: en\nturns:\n"
         "  - texter: my name is Rosalind Okafor, i work at Sunny Farms in Leamington and the boss keeps my passport\n"
         "  - texter: 'yes'\n  - texter: 'yes'\n  - texter: 'no'\n  - texter: skip\n  - texter: skip\n"
         "  - texter: 'yes'\n  - texter: call me at 519 555 0147\n"
-        "    expect:\n      handoff: true\n", encoding="utf-8")
+        "    expect:\n      handoff: true\n")
     results = asyncio.run(play_all(load_scripts([script]), endpoints(stack, user, password)))
     assert results[0].passed, terminal_summary(results, 1.0)
     case_id = results[0].turns[-1].case["id"]
