@@ -179,6 +179,8 @@ class ActionNotUnderstood(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         slots = _slots(tracker)
+        if steps.waiting_for_person(slots):
+            return _carry_out(steps.while_waiting(), dispatcher, tracker)
         events = _carry_out(steps.opening(slots, None, (tracker.latest_message or {}).get(LANGUAGE_DETECTION)),
                             dispatcher, tracker) if not slots.get("greeted") else []
         intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
@@ -211,6 +213,8 @@ class ActionGiveRights(Action):
         return "action_give_rights"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        if steps.waiting_for_person(_slots(tracker)):
+            return _carry_out(steps.while_waiting(), dispatcher, tracker)
         for response in ("utter_rights", "utter_rights_owp", "utter_rights_trp", "utter_tip_line"):
             dispatcher.utter_message(response=response)
         return []
@@ -365,6 +369,8 @@ class ActionChooseLanguage(Action):
         if detection.get("method") == "explicit":
             dispatcher.utter_message(response="utter_language_set")
             return []
+        if steps.waiting_for_person(_slots(tracker)):
+            return _carry_out(steps.while_waiting(), dispatcher, tracker)
         return [FollowupAction("language_form")]
 
 

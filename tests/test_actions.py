@@ -197,3 +197,20 @@ def test_cover_word_in_an_open_case_marks_it_may_be_monitored(database):
 def test_stop_closes_any_open_question():
     events, said = run(act.ActionStop(), tracker({}, "STOP", "stop", active_loop="safety_form"))
     assert said == ["utter_stop"] and any(e["event"] == "active_loop" and e["name"] is None for e in events)
+
+
+@pytest.mark.parametrize("action, intent", [(act.ActionGiveRights(), "ask_rights"),
+                                            (act.ActionNotUnderstood(), "out_of_scope"),
+                                            (act.ActionChooseLanguage(), "choose_language")])
+@pytest.mark.parametrize("handoff", ["queued", "emergency"])
+def test_a_texter_waiting_for_a_person_gets_one_short_line_not_long_answers(action, intent, handoff):
+    """Logistics for the agent ("the boss comes at 7") misread as a rights question must not bring
+    four SMS of permits while a person is about to write; nor the language menu."""
+    events, responses = run(action, tracker({"handoff": handoff, "greeted": True}, "el jefe llega a las 7", intent))
+    assert responses == ["utter_handoff_already"]
+    assert not any(e.get("event") == "followup" for e in events)
+
+
+def test_rights_are_given_in_full_before_any_handoff():
+    _, responses = run(act.ActionGiveRights(), tracker({"greeted": True}, "what are my rights", "ask_rights"))
+    assert responses == ["utter_rights", "utter_rights_owp", "utter_rights_trp", "utter_tip_line"]

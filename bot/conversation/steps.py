@@ -113,6 +113,18 @@ def finish(slots: dict[str, Any], said_this_turn: bool) -> Step:
     return step
 
 
+def waiting_for_person(slots: dict[str, Any]) -> bool:
+    """The case is in the agents' queue: a person will answer, so the bot keeps its replies short."""
+    return slots.get("handoff") in (QUEUED, EMERGENCY)
+
+
+def while_waiting() -> Step:
+    """What a texter waiting for a person gets instead of long automated answers (rights, "I can
+    only help with...", the language menu): that a person has their messages. Several SMS of
+    permits and tip lines on a phone that may be read, while a person is about to write, help no one."""
+    return Step(["utter_handoff_already"])
+
+
 def cover(slots: dict[str, Any]) -> Step:
     """The cover word: act like a wrong number from now on, and tell the agent the phone may be read."""
     return Step(["utter_cover"], {"cover_active": True, "monitored": True}, stop_forms=True,
