@@ -197,7 +197,7 @@ def conversation_state(tracker: dict[str, Any]) -> dict[str, Any]:
     supported = slots.get("language_supported") is not False
     return {"language": slots.get("language") if supported else slots.get("detected_language") or slots.get("language"),
             "indicators": list(slots.get("indicators") or []), "risk": slots.get("risk") or "none",
-            "imminent": bool(slots.get("imminent")), "handoff_slot": slots.get("handoff")}
+            "imminent": bool(slots.get("imminent"))}
 
 
 class Runner:
@@ -205,23 +205,22 @@ class Runner:
         self.client = client
         self.reserved = reserved if reserved is not None else set()
 
-    async def fresh_address(self, channel: str) -> str:
-        """A fictional 555-01xx number nobody has used on this stack: training cases, a new
-        conversation each run (a used number would carry its old tracker into the script)."""
+    async def fresh_number(self) -> str:
+        """A fictional 555-01xx number nobody has used on this stack, by SMS or WhatsApp: training
+        cases, a new conversation each run (a used number would carry its old tracker into the script)."""
         while True:
             number = f"+1{random.randint(201, 989)}55501{random.randint(0, 99):02d}"
-            address = f"whatsapp:{number}" if channel == "whatsapp" else number
             if number in self.reserved:
                 continue
             self.reserved.add(number)
-            if not user_events(await self.client.tracker(address)):
-                return address
+            if not any([user_events(await self.client.tracker(a)) for a in (number, f"whatsapp:{number}")]):
+                return number
 
     async def play(self, script: Script, on_turn: Callable[[], None] | None = None) -> ScriptResult:
         started = time.monotonic()
         result = ScriptResult(script=script, address="")
         try:
-            number = result.address = await self.fresh_address("sms")
+            number = result.address = await self.fresh_number()
             for index, turn in enumerate(script.turns, 1):
                 if turn.delay:
                     await asyncio.sleep(turn.delay)
