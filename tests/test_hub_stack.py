@@ -251,3 +251,35 @@ async def test_a_trainer_practises_on_a_scripted_texter_kept_apart_from_real_cas
         assert transcript[-1]["from"] == "texter", transcript[-3:]
         assert any(l["from"] == "agent" and "Tara" in l["text"] for l in transcript)
         assert await supervisor.get("/api/stats") == counted
+
+
+def test_console_practice_form_for_trainers_only(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    base = f"http://127.0.0.1:{stack['hub']}"
+    accounts = {"tim": add_agent(stack, "tim", "trainer"), "ali": add_agent(stack, "ali")}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        for name, password in accounts.items():
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(base + "/")
+            page.fill("#username", name)
+            page.fill("#password", password)
+            page.click("#login")
+            expect(page.locator("#queue-heading")).to_be_visible()
+            if name == "ali":
+                expect(page.locator("#practice-form")).to_be_hidden()
+                continue
+            expect(page.locator("#practice-form")).to_be_visible()
+            expect(page.locator("#practice-script option")).to_have_count(
+                len(page.request.get(base + "/api/practice/scripts").json()) + 1, timeout=10_000)
+            page.click("#practice-start")
+            expect(page.locator("#status")).to_contain_text("Choose a scripted texter")
+            page.select_option("#practice-script", "golden/fr/cover_word")
+            page.click("#practice-start")
+            expect(page.locator("#status")).to_contain_text("Practice started", timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "console-4-practice.png"))
+            assert errors == []
+        browser.close()
