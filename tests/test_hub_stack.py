@@ -256,6 +256,7 @@ async def test_a_trainer_practises_on_a_scripted_texter_kept_apart_from_real_cas
 def test_console_practice_form_for_trainers_only(stack):
     from playwright.sync_api import expect, sync_playwright
 
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{stack['hub']}"
     accounts = {"tim": add_agent(stack, "tim", "trainer"), "ali": add_agent(stack, "ali")}
     with sync_playwright() as playwright:
