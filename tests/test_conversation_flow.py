@@ -242,6 +242,10 @@ def test_facts_name_the_responses_that_state_them():
     ("borrar", {}, "out_of_scope", "delete_data"),
     ("", {}, "nlu_fallback", "skip"),
     ("my boss has my passport", {}, "describe_situation", "describe_situation"),
+    ("41岁", {}, "emergency", "describe_situation"),
+    ("elle a 26 ans", {}, "emergency", "describe_situation"),
+    ("16 and he hits me", {"indicators": ["MINOR", "VIOL"]}, "emergency", "emergency"),
+    ("help me now please", {}, "emergency", "emergency"),
 ])
 def test_safety_overrides_have_the_last_word(text, triage, intent, expected):
     from rasa.shared.nlu.training_data.message import Message

@@ -184,3 +184,14 @@ def test_the_golden_set_covers_every_language_and_path():
                 "unsupported_language", "no_consent"}
     assert required <= tags, required - tags
     assert len(scripts) >= 60
+
+
+def test_every_practice_persona_loads_and_has_lines_for_after_the_handoff():
+    """Training mode's texters: one per language, each with turns left for the trainer to answer."""
+    from bot.agents.practice import SCRIPTS
+
+    scripts = load_scripts([SCRIPTS[0]])
+    assert {s.path.parent.name for s in scripts} >= set(LANGUAGES)
+    for script in scripts:
+        handoff_turn = next(i for i, t in enumerate(script.turns) if t.expect.get("handoff") is True)
+        assert len(script.turns) - handoff_turn - 1 >= 3, script.name

@@ -15,7 +15,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.conversation.answers import answers
+from bot.conversation.answers import answers, parse_age
 from bot.conversation.answers import normalise as normalise_answer
 from bot.conversation.facts import cover_word
 from bot.nlu.language_id import LanguageIdentifier
@@ -29,6 +29,12 @@ LANGUAGE_DETECTION = "language_detection"
 TRIAGE = "triage"
 #: The intent of each kind of short answer (``bot.conversation.answers``).
 ANSWER_INTENTS = {"yes": "affirm", "no": "deny", "skip": "skip", "delete": "delete_data"}
+#: Intents that never fill a form's answer (domain.yml's ``not_intent``): an age misread as
+#: danger gets the classifiers' best intent outside these instead.
+NOT_ANSWERS = {"emergency", "stop", "cover", "delete_data", "ask_human", "ask_rights", "share_media",
+               "choose_language"}
+#: A message this short that holds an age and no indicator is an answer ("41岁", "elle a 26 ans").
+AGE_ANSWER_LENGTH = 20
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
@@ -154,7 +160,10 @@ class SafetyOverrides(GraphComponent):
       ("stop hitting me" is not a STOP);
     - the cover word (``bot.conversation.facts.cover_word``) is ``cover``;
     - a whole-message short answer from data/conversation/answers.yml is ``affirm``, ``deny``,
-      ``skip`` or ``delete_data``: "n", "2", "👍" or "oo po" are too short for DIET to be sure of.
+      ``skip`` or ``delete_data``: "n", "2", "👍" or "oo po" are too short for DIET to be sure of;
+    - a bare age ("41岁", "elle a 26 ans") with no indicator is the answer to "how old are you", never
+      ``emergency``: DIET once sent such answers to 911. Danger in the same words ("16 and he hits
+      me") has an indicator and stays as DIET or the extractor read it.
     """
 
     def __init__(self, cover: str) -> None:
@@ -172,12 +181,24 @@ class SafetyOverrides(GraphComponent):
 
     def intent_of(self, message: Message) -> str | None:
         text = message.get("text") or ""
-        if (message.get(TRIAGE) or {}).get("imminent"):
+        triage = message.get(TRIAGE) or {}
+        if triage.get("imminent"):
             return "emergency"
         if normalise_answer(text) == self.cover:
             return "cover"
         language = (message.get(LANGUAGE_DETECTION) or {}).get("language")
-        return ANSWER_INTENTS.get(answers().classify(text, language) or "")
+        answer = ANSWER_INTENTS.get(answers().classify(text, language) or "")
+        if answer:
+            return answer
+        if (message.get(INTENT) or {}).get("name") == "emergency" and self._bare_age(text, triage):
+            ranking = message.get(INTENT_RANKING_KEY) or []
+            return next((r["name"] for r in ranking if r.get("name") not in NOT_ANSWERS), "describe_situation")
+        return None
+
+    @staticmethod
+    def _bare_age(text: str, triage: dict[str, Any]) -> bool:
+        others = set(triage.get("indicators") or []) - {"MINOR"}
+        return len(text.strip()) <= AGE_ANSWER_LENGTH and not others and parse_age(text) is not None
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
