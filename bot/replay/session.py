@@ -113,7 +113,8 @@ def compare(scripts: list[Script], old: Path, new: Path, concurrency: int, progr
     for label, model in (("old", old), ("new", new)):
         print(f"{label} model: {model}", file=sys.stderr)
         with spawned(model) as endpoints:
-            results, _ = play(scripts, endpoints, concurrency, progress)
+            results, seconds = play(scripts, endpoints, concurrency, progress)
+        print(f"{label} model: " + terminal_summary(results, seconds).splitlines()[-1], file=sys.stderr)
         triage[label] = {r.script.name: (r.triage() if not r.error else {"error": r.error}) for r in results}
     changed = [name for name in triage["old"] if triage["old"][name] != triage["new"].get(name)]
     for name in changed:
