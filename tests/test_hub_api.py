@@ -3,6 +3,7 @@ transcript go through Rasa's HTTP API): login, roles, queue order, take, reply, 
 handback, close, the audit log, the summary schema, and what happens when Rasa is down."""
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -131,21 +132,25 @@ async def test_queue_is_ordered_by_risk_then_waiting_time_and_validates(world):
 
 
 async def test_roles_agents_see_the_queue_trainers_only_training_supervisors_everything(rasa):
+    """Training cases never mix with real ones: the trainers' queue, or a supervisor's training view."""
     world = rasa
     real = escalate(world, "sms-real")
     training = escalate(world, "train-replay-1")
     agent, trainer, supervisor = (await login(world, "di"), await login(world, "ed", "trainer"),
                                   await login(world, "fa", "supervisor"))
     assert {c["id"] for c in await (await agent.get("/api/cases")).json()} == {real}
+    assert {c["id"] for c in await (await agent.get("/api/cases?training=1")).json()} == set()
     assert {c["id"] for c in await (await trainer.get("/api/cases")).json()} == {training}
-    assert {c["id"] for c in await (await supervisor.get("/api/cases")).json()} == {real, training}
+    assert {c["id"] for c in await (await supervisor.get("/api/cases")).json()} == {real}
+    assert {c["id"] for c in await (await supervisor.get("/api/cases?training=1")).json()} == {training}
+    assert (await supervisor.get(f"/api/cases/{training}")).status == 200
     assert (await trainer.get(f"/api/cases/{real}")).status == 404
     # Once an agent takes a case, other agents no longer see it; the supervisor still does.
     other = await login(world, "gu")
     assert (await agent.post(f"/api/cases/{real}/take", headers=HEADERS)).status == 200
     assert (await (await other.get("/api/cases")).json()) == []
     assert (await other.post(f"/api/cases/{real}/take", headers=HEADERS)).status in (404, 409)
-    assert {c["id"] for c in await (await supervisor.get("/api/cases")).json()} == {real, training}
+    assert {c["id"] for c in await (await supervisor.get("/api/cases")).json()} == {real}
     for client in (agent, trainer, supervisor, other):
         await client.close()
 
@@ -341,3 +346,23 @@ def test_the_transcript_leaves_out_intents_the_bot_and_hub_trigger():
               {"event": "bot", "text": "Nadie ha tomado su caso todavía.", "timestamp": 4.0}]
     assert [(line["from"], line["text"]) for line in transcript(events)] == [
         ("texter", "mi jefe tiene mi pasaporte"), ("bot", "Nadie ha tomado su caso todavía.")]
+
+
+async def test_a_practice_emergency_alerts_trainers_never_supervisors(world):
+    """A trainer's practice case in danger must not sound the alarm for the supervisor on duty."""
+    supervisor, trainer = await login(world, "sv", "supervisor"), await login(world, "tr", "trainer")
+    sockets = {name: await client.ws_connect("/api/live") for name, client in (("sv", supervisor), ("tr", trainer))}
+    for socket in sockets.values():
+        assert (await socket.receive_json(timeout=5))["type"] == "cases"
+    case_id = escalate(world, "train-practice-1", "imminent")
+    trainer_saw = [await sockets["tr"].receive_json(timeout=5), await sockets["tr"].receive_json(timeout=5)]
+    assert {m["type"] for m in trainer_saw} == {"alert", "cases"}
+    supervisor_saw = await sockets["sv"].receive_json(timeout=5)
+    assert supervisor_saw == {"type": "cases", "cases": []}
+    with pytest.raises(asyncio.TimeoutError):
+        await sockets["sv"].receive_json(timeout=1.5)
+    assert case_id in {c["id"] for c in await (await supervisor.get("/api/cases?training=1")).json()}
+    for socket in sockets.values():
+        await socket.close()
+    await supervisor.close()
+    await trainer.close()

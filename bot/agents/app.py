@@ -154,7 +154,8 @@ async def list_agents(request: web.Request) -> web.Response:
 async def list_cases(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     closed = request.query.get("status") == "closed"
-    rows = await asyncio.to_thread(hub.book.visible, request["agent"], closed)
+    training = request.query.get("training") == "1"
+    rows = await asyncio.to_thread(hub.book.visible, request["agent"], closed, training)
     # ?conversation=<id>: one conversation's cases (trainer replay finds its script's case this way).
     conversation = request.query.get("conversation")
     if conversation:
@@ -300,9 +301,9 @@ async def segments(request: web.Request) -> web.Response:
 # Training mode and statistics ---------------------------------------------------------------
 
 def _practising(request: web.Request) -> PracticeTexter:
-    """Trainers and supervisors practise; agents never see training material."""
-    if request["agent"].role not in ("trainer", "supervisor"):
-        raise CaseError(403, "Practice cases are for trainers and supervisors.")
+    """Trainers practise (their queue is where practice cases arrive); nobody else starts one."""
+    if request["agent"].role != "trainer":
+        raise CaseError(403, "Practice cases are for trainers.")
     practice = request.app[HUB].practice
     if practice is None:
         raise CaseError(503, "Training mode is not available on this hub.")

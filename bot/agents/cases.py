@@ -64,6 +64,15 @@ def may_see(agent: Agent, row) -> bool:
     return row.status == OPEN or row.assigned_to == agent.username
 
 
+def in_queue(agent: Agent, row) -> bool:
+    """What an agent's queue and alerts show. Training cases never mix with real ones: they are
+    the trainers' queue; a supervisor's queue and alerts hold real cases only (training cases
+    stay reachable by id and in the training view, ``GET /api/cases?training=1``)."""
+    if agent.role == "supervisor":
+        return not row.training
+    return may_see(agent, row)
+
+
 def _may_act(agent: Agent, row) -> bool:
     """Changing a held or returned case is for its holder, or a supervisor."""
     return agent.role == "supervisor" or row.assigned_to == agent.username
@@ -76,13 +85,22 @@ class CaseBook:
 
     # Reading -------------------------------------------------------------------------------
 
-    def visible(self, agent: Agent, closed: bool = False) -> list:
-        """The cases the agent may see: risk first (imminent on top), then the longest waiting."""
-        statuses = (CLOSED,) if closed else ACTIVE
+    def visible(self, agent: Agent, closed: bool = False, training: bool = False) -> list:
+        """The agent's queue (or the training cases they may see): risk first (imminent on top),
+        then the longest waiting."""
+        shown = (lambda row: row.training and may_see(agent, row)) if training else (lambda row: in_queue(agent, row))
+        return [row for row in self._rows((CLOSED,) if closed else ACTIVE) if shown(row)]
+
+    def active(self) -> list:
+        """Every open or held case, training ones included, in queue order (the live updates'
+        source: each socket then gets its agent's own queue)."""
+        return self._rows(ACTIVE)
+
+    def _rows(self, statuses: tuple[str, ...]) -> list:
         query = (sa.select(cases).where(cases.c.status.in_(statuses))
                  .order_by(cases.c.priority.desc(), cases.c.created_at, cases.c.id))
         with self.engine.connect() as db:
-            return [row for row in db.execute(query) if may_see(agent, row)]
+            return list(db.execute(query))
 
     def row(self, agent: Agent, case_id: str):
         with self.engine.connect() as db:

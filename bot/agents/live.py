@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.agents.accounts import Agent
-from bot.agents.cases import SYSTEM, CaseBook, may_see
+from bot.agents.cases import CaseBook, in_queue, may_see
 from bot.agents.handoff import HELD
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
 from bot.agents.summary import iso
@@ -45,7 +45,7 @@ class Live:
         self.alerted = {row.id for row in rows if row.risk == "imminent"}
 
     def _all_active(self) -> list:
-        return self.book.visible(SYSTEM)
+        return self.book.active()
 
     async def add(self, socket: web.WebSocketResponse, agent: Agent) -> None:
         self.sockets[socket] = agent
@@ -82,7 +82,7 @@ class Live:
 
     async def _send_cases(self, socket, agent: Agent, rows: list) -> None:
         now = time.time()
-        cases = [queue_entry(self.book, row, now) for row in rows if may_see(agent, row)]
+        cases = [queue_entry(self.book, row, now) for row in rows if in_queue(agent, row)]
         await self._send(socket, {"type": "cases", "cases": cases})
 
     async def _alert_new_imminent(self, rows: list) -> None:
@@ -94,7 +94,7 @@ class Live:
             alert = {"type": "alert", "case": {"id": row.id, "risk": row.risk, "language": summary.get("language"),
                                                "language_name": summary.get("language_name")}}
             await asyncio.gather(*(self._send(socket, alert) for socket, agent in list(self.sockets.items())
-                                   if may_see(agent, row)))
+                                   if in_queue(agent, row)))
 
     async def _push_texter_messages(self) -> None:
         # Taking a case changes the version, so ``self.rows`` knows every held case already.

@@ -388,9 +388,9 @@ function start() {
     } catch (err) { reportError(err); }
   }
 
-  /** Trainers and supervisors practise on scripted texters; agents never see the form. */
+  /** Trainers practise on scripted texters; nobody else sees the form. */
   async function loadPractice() {
-    const allowed = state.me?.role === "trainer" || state.me?.role === "supervisor";
+    const allowed = state.me?.role === "trainer";
     ui.practiceForm.hidden = !allowed;
     if (!allowed) return;
     try {
