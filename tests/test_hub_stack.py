@@ -17,9 +17,10 @@ import aiohttp
 import pytest
 import yaml
 
-from bot import PROJECT_ROOT
+from bot import DATA_DIR, PROJECT_ROOT
 from bot.agents.app import CSRF_HEADER, CSRF_VALUE
 from bot.conversation.facts import fact_slots
+from bot.replay.script import load_script
 from tests.conftest import HANDOFF_WAIT
 from tests.support.stack import sent_to, text_from, wait_for
 
@@ -226,9 +227,13 @@ async def test_a_trainer_practises_on_a_scripted_texter_kept_apart_from_real_cas
         started = await trainer.post("/api/practice", {"script": practice})
         assert (started["title"], started["turns"]) == (names[practice]["title"], names[practice]["turns"])
 
+        first_line = load_script(DATA_DIR / "replay" / f"{practice}.yml").turns[0].texter
+
         async def training_case():
+            """This practice's case (the trainers' queue may hold other training cases)."""
             for case in await trainer.get("/api/cases"):
-                if case["training"] and case["status"] == "waiting":
+                texter = [line["text"] for line in case["transcript"] if line["from"] == "texter"]
+                if case["training"] and case["status"] == "waiting" and texter[:1] == [first_line]:
                     return case
             return None
         case = None
@@ -243,7 +248,7 @@ async def test_a_trainer_practises_on_a_scripted_texter_kept_apart_from_real_cas
         await trainer.post(f"/api/cases/{case['id']}/take")
         texter_lines = len([l for l in (await trainer.get(f"/api/cases/{case['id']}"))["transcript"] if l["from"] == "texter"])
         await trainer.post(f"/api/cases/{case['id']}/reply", {"text": "Hi, this is Tara from the hotline. Are you safe?"})
-        for _ in range(100):
+        for _ in range(150):
             transcript = (await trainer.get(f"/api/cases/{case['id']}"))["transcript"]
             if len([l for l in transcript if l["from"] == "texter"]) > texter_lines:
                 break

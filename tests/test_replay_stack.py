@@ -85,10 +85,11 @@ def test_a_recorded_case_is_redacted_and_replays(trainer, tmp_path):
     script = script_file(
         tmp_path, "live/named.yml",
         "title: A texter who gives her name and number\nlanguage: en\nturns:\n"
-        "  - texter: my name is Rosalind Okafor, i work at Sunny Farms in Leamington and the boss keeps my passport\n"
+        "  - texter: my name is Rosalind Okafor, my number is 519 555 0147. i work at Sunny Farms in Leamington"
+        " and the boss keeps my passport\n"
         "  - texter: 'yes'\n  - texter: 'yes'\n  - texter: 'no'\n  - texter: skip\n  - texter: skip\n"
-        "  - texter: 'yes'\n  - texter: call me at 519 555 0147\n"
-        "    expect:\n      handoff: true\n")
+        "  - texter: 'yes'\n  - texter: 'yes'\n"
+        "    expect:\n      handoff: true\n      imminent: false\n")
     results = asyncio.run(play_all(load_scripts([script]), endpoints(stack, user, password)))
     assert results[0].passed, terminal_summary(results, 1.0)
     case_id = results[0].turns[-1].case["id"]

@@ -104,11 +104,13 @@ class PracticeTexter:
         return practice
 
     async def trainer_replied(self, conversation: str) -> None:
-        """The trainer answered in a practice case: the texter's next scripted line follows."""
+        """The trainer answered in a practice case: the texter's next scripted line follows, after
+        whatever the texter is still sending (a trainer may take the case and reply while the
+        last line before the handoff is still being answered)."""
         practice = self.practices.get(conversation)
-        if practice is None or practice.remaining <= 0 or (practice.task and not practice.task.done()):
+        if practice is None:
             return
-        practice.task = asyncio.create_task(self._next_after_reply(practice))
+        practice.task = asyncio.create_task(self._next_after_reply(practice, practice.task))
 
     async def close(self) -> None:
         for practice in self.practices.values():
@@ -117,9 +119,16 @@ class PracticeTexter:
         if self.session:
             await self.session.close()
 
-    async def _next_after_reply(self, practice: Practice) -> None:
+    async def _next_after_reply(self, practice: Practice, previous: asyncio.Task | None) -> None:
+        if previous:
+            await asyncio.gather(previous, return_exceptions=True)
         await asyncio.sleep(REPLY_PAUSE)
-        await self._send_turn(practice)
+        if practice.remaining <= 0:
+            return
+        try:
+            await self._send_turn(practice)
+        except (RasaUnavailable, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as error:
+            logger.warning("practice %s stopped: %s", practice.script.name, error)
 
     async def _until_handoff(self, practice: Practice) -> None:
         """Play turns, each after the bot answered the last, until the case reaches an agent."""
