@@ -195,3 +195,9 @@ def test_every_practice_persona_loads_and_has_lines_for_after_the_handoff():
     for script in scripts:
         handoff_turn = next(i for i, t in enumerate(script.turns) if t.expect.get("handoff") is True)
         assert len(script.turns) - handoff_turn - 1 >= 3, script.name
+
+
+def test_replay_and_practice_numbers_are_training_numbers():
+    from bot.channels.store import is_training_address, random_training_number
+
+    assert all(is_training_address(random_training_number()) for _ in range(200))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from twilio.request_validator import RequestValidator
 from bot import DATA_DIR
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
 from bot.channels.config import WEBHOOK_PATH
-from bot.channels.store import conversation_id
+from bot.channels.store import conversation_id, random_training_number
 from bot.privacy import Keys
 from bot.replay.runner import turn_done, user_events
 from bot.replay.script import Script, ScriptError, load_scripts
@@ -168,7 +167,7 @@ class PracticeTexter:
 
     async def _fresh_address(self) -> str:
         while True:
-            address = f"+1{random.randint(201, 989)}55501{random.randint(0, 99):02d}"
+            address = random_training_number()
             conversation = conversation_id(self.keys, address)
             if conversation not in self.practices and not user_events(await self.rasa.tracker(conversation)):
                 return address

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import time
 import uuid
@@ -136,6 +137,11 @@ TRAINING_ADDRESS = re.compile(r"^(whatsapp:)?\+1\d{3}55501\d{2}$")
 
 def is_training_address(address: str) -> bool:
     return bool(TRAINING_ADDRESS.match(address))
+
+
+def random_training_number() -> str:
+    """A fictional number of the training range (``TRAINING_ADDRESS``): replay and practice texters."""
+    return f"+1{random.randint(201, 989)}55501{random.randint(0, 99):02d}"
 
 
 def conversation_id(keys: Keys, address: str) -> str:

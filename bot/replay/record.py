@@ -9,31 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import yaml
 
 from bot.replay.redact import Redactor
-from bot.replay.runner import Endpoints
+from bot.replay.runner import Endpoints, StackClient
 
 
 async def fetch_case(endpoints: Endpoints, case_id: str) -> dict[str, Any]:
     """The case as the hub shows it to the replay account (a supervisor for real cases)."""
-    from bot.agents.app import CSRF_HEADER, CSRF_VALUE
-
-    if not endpoints.hub_user:
-        raise RuntimeError("recording needs a hub login: HOTLINE_REPLAY_USER and HOTLINE_REPLAY_PASSWORD")
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
-        credentials = {"username": endpoints.hub_user, "password": endpoints.hub_password}
-        async with session.post(f"{endpoints.hub}/api/login", json=credentials,
-                                headers={CSRF_HEADER: CSRF_VALUE}) as reply:
-            if reply.status != 200:
-                raise RuntimeError(f"the hub refused the login ({reply.status})")
-        async with session.get(f"{endpoints.hub}/api/cases/{case_id}") as reply:
-            if reply.status != 200:
-                body = await reply.json(content_type=None)
-                raise RuntimeError(f"the hub answered {reply.status}: {(body or {}).get('error', '')}")
-            return await reply.json()
+    async with StackClient(endpoints) as client:
+        return await client.case_by_id(case_id)
 
 
 def script_from_case(case: dict[str, Any], seed: int | None = None) -> dict[str, Any]:

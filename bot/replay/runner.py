@@ -15,7 +15,6 @@ stand-in has stopped receiving the replies. Then the runner reads:
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,6 +24,7 @@ import aiohttp
 from rasa.shared.core.constants import EXTERNAL_MESSAGE_PREFIX
 
 from bot.channels.segments import segment_count
+from bot.channels.store import conversation_id, random_training_number
 from bot.privacy import Keys
 from bot.replay.checks import check
 from bot.replay.script import Script, Turn
@@ -116,8 +116,6 @@ class StackClient:
         await self.session.close()
 
     def conversation_id(self, address: str) -> str:
-        from bot.channels.store import conversation_id
-
         return conversation_id(self.endpoints.keys, address)
 
     async def send(self, address: str, text: str) -> None:
@@ -158,6 +156,17 @@ class StackClient:
                 reply.raise_for_status()
                 cases += await reply.json()
         return max(cases, key=lambda c: c.get("created_at") or "", default=None)
+
+    async def case_by_id(self, case_id: str) -> dict[str, Any]:
+        """One case with its whole transcript, as the replay account may see it."""
+        if not self.endpoints.hub_user:
+            raise RuntimeError("a hub login is needed: HOTLINE_REPLAY_USER and HOTLINE_REPLAY_PASSWORD")
+        await self._login()
+        async with self.session.get(f"{self.endpoints.hub}/api/cases/{quote(case_id, safe='')}") as reply:
+            if reply.status != 200:
+                body = await reply.json(content_type=None)
+                raise RuntimeError(f"the hub answered {reply.status}: {(body or {}).get('error', '')}")
+            return await reply.json()
 
     async def _login(self) -> None:
         async with self.hub_login:
@@ -209,7 +218,7 @@ class Runner:
         """A fictional 555-01xx number nobody has used on this stack, by SMS or WhatsApp: training
         cases, a new conversation each run (a used number would carry its old tracker into the script)."""
         while True:
-            number = f"+1{random.randint(201, 989)}55501{random.randint(0, 99):02d}"
+            number = random_training_number()
             if number in self.reserved:
                 continue
             self.reserved.add(number)
