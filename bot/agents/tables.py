@@ -44,6 +44,18 @@ agent_sessions = sa.Table(
               index=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float, nullable=False, server_default="0"),
+)
+
+#: One row per failed login, per username and per client address: counted in a sliding window so a
+#: lock holds across restarts and hub processes.
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.String(8), nullable=False),  # user, address
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_login_failures_scope_key_at", "scope", "key", "at"),
 )
 
 case_notes = sa.Table(
