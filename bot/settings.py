@@ -58,14 +58,18 @@ def secret(settings: Settings, name: str, env_var: str) -> str:
     return path.read_text().strip()
 
 
+#: Rasa's SQL tracker store with the events encrypted at rest (``bot/trackers.py``).
+TRACKER_STORE = "bot.trackers.EncryptedSQLTrackerStore"
+
+
 def tracker_store(settings: Settings) -> dict:
-    """Rasa's SQL tracker store: PostgreSQL from DATABASE_URL, else SQLite under HOTLINE_HOME."""
+    """The encrypted SQL tracker store: PostgreSQL from DATABASE_URL, else SQLite under HOTLINE_HOME."""
     if not settings.database_url:
-        return {"type": "SQL", "dialect": "sqlite", "db": str(settings.home / "trackers.db")}
+        return {"type": TRACKER_STORE, "dialect": "sqlite", "db": str(settings.home / "trackers.db")}
     url = urlparse(settings.database_url)
     scheme = url.scheme.split("+")[0]
     dialect = "postgresql" if scheme in ("postgres", "postgresql") else scheme
-    store = {"type": "SQL", "dialect": dialect, "url": url.hostname or "localhost", "db": url.path.lstrip("/")}
+    store = {"type": TRACKER_STORE, "dialect": dialect, "url": url.hostname or "localhost", "db": url.path.lstrip("/")}
     if url.port:
         store["port"] = url.port
     if url.username:
