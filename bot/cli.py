@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bot import PROJECT_ROOT
+from bot.log_redaction import install as redact_logs
 
 
 def _quiet_libraries() -> None:
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    redact_logs()
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -25,12 +25,14 @@ from bot.channels.keywords import carrier_keywords
 from bot.channels.outbox import Sender
 from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore
+from bot.log_redaction import install as redact_logs, remember
 from bot.privacy import default_keys
 from bot.retention import DeletionRequests, Eraser
 from bot.settings import Settings
 from bot.storage import database_url, make_engine
 
 logger = logging.getLogger(__name__)
+redact_logs()
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
@@ -46,12 +48,13 @@ class Runtime:
         self.tasks: list[asyncio.Task] = []
 
     async def start(self, handler: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        redact_logs()  # again: Rasa set its loggers' levels after this module was imported
         settings = Settings.from_env()
         engine = make_engine(database_url(settings))
         self.store = await asyncio.to_thread(ChannelStore, engine, default_keys(), self.config.lease)
         base = self.config.public_url or f"http://127.0.0.1:{settings.rasa_port}"
         self.sender = Sender(self.store, self.config, base + STATUS_PATH)
-        self.dispatcher = Dispatcher(self.store, handler, self.config, carrier_keywords(),
+        self.dispatcher = Dispatcher(self.store, _remembering(handler), self.config, carrier_keywords(),
                                      on_replies=self.sender.wake.set)
         self.tasks = [asyncio.create_task(self.dispatcher.run()),
                       asyncio.create_task(self.sender.run())]
@@ -86,6 +89,15 @@ class Runtime:
             return request.url
         query = f"?{request.query_string}" if request.query_string else ""
         return f"{self.config.public_url}{request.path}{query}"
+
+
+def _remembering(handler: Callable[[UserMessage], Awaitable[Any]]) -> Callable[[UserMessage], Awaitable[Any]]:
+    """Rasa's handler, after telling the log scrubber the turn's text (also for messages stored
+    before a restart, which this process's webhook never saw)."""
+    async def handle(message: UserMessage) -> Any:
+        remember(message.text)
+        return await handler(message)
+    return handle
 
 
 class OutboxOutput(OutputChannel):
@@ -161,6 +173,7 @@ class HotlineTwilioInput(InputChannel):
             except BadRequest as error:
                 logger.warning("signed webhook without a usable %s", error)
                 return response.text("bad request", status=400)
+            remember(message.address, message.body, *(item["url"] for item in message.media))
             new, _ = await runtime.store.call(runtime.store.accept, message.sid, message.address,
                                              message.hotline_number, message.body, message.media)
             if new:

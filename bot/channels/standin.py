@@ -28,6 +28,7 @@ from twilio.request_validator import RequestValidator
 from bot.channels.config import ADDRESS, WEBHOOK_PATH, WHATSAPP_WINDOW
 from bot.channels.keywords import carrier_keywords
 from bot.channels.segments import segment_count
+from bot.log_redaction import install as redact_logs
 
 logger = logging.getLogger(__name__)
 
@@ -360,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
                       args.webhook_url or public.rstrip("/") + WEBHOOK_PATH,
                       os.environ.get("HOTLINE_NUMBER", "+15145550000"), latency=args.latency)
     logging.basicConfig(level=logging.WARNING)
+    redact_logs()
     web.run_app(standin.app(), host=args.host, port=args.port, print=None, access_log=None)
 
 
