@@ -112,6 +112,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return session.report(results, seconds, args.junit and Path(args.junit), args.html and Path(args.html))
 
 
+def cmd_keys_rotate(_args: argparse.Namespace) -> int:
+    from bot.privacy import load_keys, rotate
+    from bot.settings import Settings
+    from bot.storage import database_url, make_engine
+
+    settings = Settings.from_env()
+    keys = load_keys(settings)
+    urls = {database_url(settings)}
+    if not settings.database_url:
+        urls.add(f"sqlite:///{settings.home / 'trackers.db'}")
+    unreadable = 0
+    for url in sorted(urls):
+        engine = make_engine(url)
+        for column, count in rotate(engine, keys).items():
+            if column == "unreadable":
+                unreadable += count
+            else:
+                print(f"{column}: {count} re-encrypted")
+        engine.dispose()
+    if unreadable:
+        print(f"{unreadable} values open with none of the keys: an old key is missing; nothing was changed "
+              "in those rows", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", choices=["agent", "supervisor", "trainer"], default="agent")
     add.set_defaults(func=cmd_agents_add)
+
+    keys = sub.add_parser("keys", help="keys of the data at rest")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="re-encrypt everything stored with the newest data key")
+    rotate.set_defaults(func=cmd_keys_rotate)
 
     hub = sub.add_parser("hub", help="run the agent hub alone (port 8080)")
     hub.set_defaults(func=cmd_hub)

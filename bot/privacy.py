@@ -8,7 +8,8 @@ created once under ``HOTLINE_HOME``:
 - ``HOTLINE_HASH_KEY`` / ``hash.key``: the HMAC key. Changing it orphans every stored lookup key.
 - ``HOTLINE_DATA_KEYS`` / ``data.keys``: Fernet keys, comma-separated or one per line, newest
   first. Rotation: put a new key first and keep the old ones after it; new writes use the first
-  key, reads try each (``MultiFernet``); re-encrypt old rows, then drop the old key.
+  key, reads try each (``MultiFernet``); ``hotline keys rotate`` re-encrypts every stored value
+  (``rotate``), then drop the old key.
 """
 from __future__ import annotations
 
@@ -74,3 +75,67 @@ def load_keys(settings: Settings, env: dict[str, str] | None = None) -> Keys:
 def default_keys() -> Keys:
     """The keys of this process's environment, loaded once."""
     return load_keys(Settings.from_env())
+
+
+#: Encrypted columns are named ``*_enc``; Rasa's tracker ``events.data`` is encrypted too (bot/trackers.py).
+TRACKER_COLUMN = ("events", "data")
+
+
+def encrypted_columns(engine) -> list[tuple[str, str, str]]:
+    """(table, primary key, column) of every encrypted column in the database, found by name so
+    a table added later is rotated without a change here."""
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(engine)
+    found = []
+    for table in inspector.get_table_names():
+        key = inspector.get_pk_constraint(table)["constrained_columns"]
+        for column in inspector.get_columns(table):
+            if len(key) == 1 and (column["name"].endswith("_enc") or (table, column["name"]) == TRACKER_COLUMN):
+                found.append((table, key[0], column["name"]))
+    return found
+
+
+def rotate(engine, keys: Keys, batch: int = 500) -> dict[str, int]:
+    """Re-encrypt every encrypted value with the newest key (``MultiFernet.rotate``); returns the
+    number of values rewritten per ``table.column``.
+
+    Rotation: put a new key first in ``HOTLINE_DATA_KEYS`` (or ``data.keys``), restart, run
+    ``hotline keys rotate``, then drop the old key. Processes keep running meanwhile: they already
+    write with the new key, and a value rewritten here reads the same. Plain values (tracker rows
+    from before encryption) are encrypted; a value no key opens is left as it is and counted under
+    ``unreadable`` so the operator knows a key is missing.
+    """
+    import sqlalchemy as sa
+
+    counts: dict[str, int] = {}
+    for table_name, key, column in encrypted_columns(engine):
+        table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
+        last, rewritten = None, 0
+        while True:
+            query = sa.select(table.c[key], table.c[column]).where(table.c[column].isnot(None))
+            if last is not None:
+                query = query.where(table.c[key] > last)
+            with engine.begin() as db:
+                rows = db.execute(query.order_by(table.c[key]).limit(batch)).all()
+                for row_key, value in rows:
+                    new = _rotated(keys, value)
+                    if new is None:
+                        counts["unreadable"] = counts.get("unreadable", 0) + 1
+                    elif new != value:
+                        db.execute(table.update().where(table.c[key] == row_key).values({column: new}))
+                        rewritten += 1
+            if len(rows) < batch:
+                break
+            last = rows[-1][0]
+        counts[f"{table_name}.{column}"] = rewritten
+    return counts
+
+
+def _rotated(keys: Keys, value: str) -> str | None:
+    if value.startswith("{"):
+        return keys.encrypt(value)
+    try:
+        return keys.fernet.rotate(value.encode("ascii")).decode("ascii")
+    except InvalidToken:
+        return None
