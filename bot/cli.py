@@ -1,4 +1,4 @@
-"""The ``hotline`` command: ``triage``, ``train``, ``up``, ``hub``, ``agents add`` and ``replay``."""
+"""The ``hotline`` command: ``triage``, ``train``, ``up``, ``hub``, ``agents add``, ``replay`` and ``purge``."""
 from __future__ import annotations
 
 import argparse
@@ -138,6 +138,32 @@ def cmd_keys_rotate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """The retention purge now (the Rasa server runs it every hour): counts only, never content."""
+    _quiet_libraries()
+    import asyncio
+
+    from bot.retention import KEPT, open_purger
+
+    if args.days is not None and not args.days > 0:
+        print("hotline purge: --days must be above 0 (a number of days, e.g. --days 30)", file=sys.stderr)
+        return 2
+    try:
+        purger = open_purger(args.days)
+    except (ValueError, RuntimeError) as error:
+        print(f"hotline purge: {error}", file=sys.stderr)
+        return 2
+    counts = asyncio.run(purger.purge(dry_run=args.dry_run))
+    verb = "would be purged" if args.dry_run else "purged"
+    print(f"conversations quiet for more than {purger.days:g} days {verb}: {counts['conversations']}")
+    print(f"{KEPT}: {counts[KEPT]}")
+    for name in sorted(set(counts) - {"conversations", KEPT}):
+        print(f"  {name}: {counts[name]}")
+    if args.dry_run:
+        print("dry run: nothing was deleted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--html", help="write a self-contained HTML report here")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=cmd_replay)
+
+    purge = sub.add_parser("purge", help="delete conversations quiet for longer than the retention period (counts only)")
+    purge.add_argument("--days", type=float, default=None,
+                       help="retention period in days (default: HOTLINE_RETENTION_DAYS, else 30)")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    purge.set_defaults(func=cmd_purge)
 
     up = sub.add_parser("up", help="start the whole stack (Rasa, actions, ...)")
     up.add_argument("--no-train", action="store_true", help="fail instead of training when no model exists")

@@ -60,8 +60,8 @@ def test_erasing_one_conversation_leaves_the_others(world):
         world.channel.mark_outgoing(item.id, "sent", f"SM{item.id:032d}")
     world.requests.request(gone)
     agent = SimpleNamespace(lock_store=InMemoryLockStore(), tracker_store=world.trackers)
-    [(request_id, conv)] = world.requests.pending()
-    assert asyncio.run(Eraser(world.requests, agent, world.channel).erase(request_id, conv))
+    [request] = world.requests.pending()
+    assert asyncio.run(Eraser(world.requests, agent, world.channel).erase(request))
     assert asyncio.run(world.trackers.retrieve(gone)) is None
     assert asyncio.run(world.trackers.retrieve(kept)) is not None
     for table in (tables.inbound, tables.outbox, tables.addresses, handoff_requests):
@@ -75,8 +75,8 @@ def test_nothing_is_erased_while_the_confirmation_is_still_to_be_sent(world):
     converse(world, conv, "+15145550103")
     world.requests.request(conv)
     agent = SimpleNamespace(lock_store=InMemoryLockStore(), tracker_store=world.trackers)
-    [(request_id, _)] = world.requests.pending()
-    assert not asyncio.run(Eraser(world.requests, agent, world.channel).erase(request_id, conv))
+    [request] = world.requests.pending()
+    assert not asyncio.run(Eraser(world.requests, agent, world.channel).erase(request))
     assert count(world, tables.inbound, conv) == 1 and world.requests.pending()
 
 
@@ -88,8 +88,8 @@ def test_an_opted_out_number_keeps_only_its_opt_out(world):
         world.channel.complete(item, [])
     world.requests.request(conv)
     agent = SimpleNamespace(lock_store=InMemoryLockStore(), tracker_store=world.trackers)
-    [(request_id, _)] = world.requests.pending()
-    assert asyncio.run(Eraser(world.requests, agent, world.channel).erase(request_id, conv))
+    [request] = world.requests.pending()
+    assert asyncio.run(Eraser(world.requests, agent, world.channel).erase(request))
     assert world.channel.is_opted_out(conv)
     with world.engine.connect() as db:
         row = db.execute(sa.select(tables.addresses).where(tables.addresses.c.conversation_id == conv)).first()

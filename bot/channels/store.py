@@ -374,28 +374,31 @@ class ChannelStore:
 
     # Deletion ------------------------------------------------------------------------------
 
-    def busy(self, conv: str) -> bool:
-        """Whether a message of the conversation is still to be processed or sent."""
-        with self.engine.connect() as db:
-            waiting = db.execute(sa.select(inbound.c.id).where(
-                inbound.c.conversation_id == conv, inbound.c.status.in_(WAITING)).limit(1)).first()
+    def settle_for_erasure(self, conv: str, requested_at: float) -> bool:
+        """Whether a conversation whose texter asked for deletion at ``requested_at`` may be erased
+        now. The replies of the turn that asked (the deletion confirmation) go out first; every
+        other message still queued is dropped, since the texter asked for everything to go, and a
+        message stuck in retries must not hold the confirmation back. Not yet while a turn is
+        waiting or running (its replies are not queued yet) or a message is being sent."""
+        with self.engine.begin() as db:
+            if db.execute(sa.select(inbound.c.id).where(
+                    inbound.c.conversation_id == conv, inbound.c.status.in_(WAITING)).limit(1)).first():
+                return False
+            asking = db.execute(sa.select(inbound.c.sid).where(
+                inbound.c.conversation_id == conv, inbound.c.done_at >= requested_at)
+                .order_by(inbound.c.id).limit(1)).scalar()
+            confirmation = outbox.c.key.startswith(f"in:{asking}:", autoescape=True) if asking else sa.false()
+            db.execute(outbox.delete().where(outbox.c.conversation_id == conv, outbox.c.status == "queued",
+                                             sa.not_(confirmation)))
             unsent = db.execute(sa.select(outbox.c.id).where(
                 outbox.c.conversation_id == conv, outbox.c.status.in_(UNSENT)).limit(1)).first()
-        return bool(waiting or unsent)
+        return unsent is None
 
-    def erase(self, conv: str) -> None:
+    def erase(self, conv: str) -> dict[str, int]:
         """Deletes every message of a conversation, its delivery events and its address. A number
         that opted out keeps only its opt-out (keyed hash, no number), so STOP stays honoured."""
         with self.engine.begin() as db:
-            sids = sa.select(outbox.c.twilio_sid).where(outbox.c.conversation_id == conv,
-                                                        outbox.c.twilio_sid.isnot(None))
-            db.execute(delivery_events.delete().where(delivery_events.c.twilio_sid.in_(sids)))
-            db.execute(outbox.delete().where(outbox.c.conversation_id == conv))
-            db.execute(inbound.delete().where(inbound.c.conversation_id == conv))
-            db.execute(addresses.delete().where(addresses.c.conversation_id == conv,
-                                                addresses.c.opted_out.is_(False)))
-            db.execute(addresses.update().where(addresses.c.conversation_id == conv).values(
-                address_enc="", hotline_number=""))
+            return erase_conversation(db, conv)
 
     # Opt-out -------------------------------------------------------------------------------
 
@@ -410,3 +413,86 @@ class ChannelStore:
             row = db.execute(sa.select(addresses.c.opted_out).where(
                 addresses.c.conversation_id == conv)).first()
         return bool(row and row.opted_out)
+
+
+# Erasure and retention ---------------------------------------------------------------------
+# Module functions on a connection, so the deletion job and the retention purge delete a
+# conversation's channel rows with its cases in one transaction, and a dry run counts the same rows.
+
+def conversation_rows(conv: str) -> list[tuple[sa.Table, sa.sql.ClauseElement]]:
+    """The channel's rows of one conversation, in an order they can be deleted in (delivery events
+    are found through the outbox's Twilio ids). An opted-out address is not among them: it is
+    emptied instead (``forget_opted_out``)."""
+    sids = sa.select(outbox.c.twilio_sid).where(outbox.c.conversation_id == conv, outbox.c.twilio_sid.isnot(None))
+    return [
+        (delivery_events, delivery_events.c.twilio_sid.in_(sids)),
+        (outbox, outbox.c.conversation_id == conv),
+        (inbound, inbound.c.conversation_id == conv),
+        (addresses, sa.and_(addresses.c.conversation_id == conv, addresses.c.opted_out.is_(False))),
+    ]
+
+
+_opted_out_at = sa.func.coalesce(addresses.c.opted_out_at, 0.0)
+
+
+def _opted_out_with_content(conv: str) -> sa.sql.ClauseElement:
+    return sa.and_(addresses.c.conversation_id == conv, addresses.c.opted_out.is_(True),
+                   sa.or_(addresses.c.address_enc != "", addresses.c.hotline_number != "",
+                          addresses.c.last_inbound_at != _opted_out_at))
+
+
+def count_conversation(db, conv: str) -> dict[str, int]:
+    """What ``erase_conversation`` would delete, per table (a dry run)."""
+    counts = {table.name: db.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar()
+              for table, where in conversation_rows(conv)}
+    counts["channel_addresses (opt-out kept)"] = db.execute(
+        sa.select(sa.func.count()).select_from(addresses).where(_opted_out_with_content(conv))).scalar()
+    return counts
+
+
+def erase_conversation(db, conv: str) -> dict[str, int]:
+    """Deletes the conversation's channel rows; an opted-out address keeps only its flag and when it
+    was set (no number, no hotline number, no time of the last message). Counts per table."""
+    counts = {table.name: db.execute(table.delete().where(where)).rowcount for table, where in conversation_rows(conv)}
+    counts["channel_addresses (opt-out kept)"] = db.execute(
+        addresses.update().where(_opted_out_with_content(conv)).values(
+            address_enc="", hotline_number="", last_inbound_at=_opted_out_at,
+            created_at=_opted_out_at)).rowcount
+    return counts
+
+
+def channel_activity(db, conv: str | None = None) -> tuple[dict[str, float], set[str]]:
+    """Conversations with channel rows (all, or only ``conv``): when the last message in either
+    direction was received, answered, sent or reported on, and which ones have a message still
+    to process or to send (never purged). An address emptied after an opt-out holds nothing to
+    purge and is left out."""
+    def only(table: sa.Table):
+        return table.c.conversation_id == conv if conv else sa.true()
+
+    last: dict[str, float] = {}
+    queries = [
+        sa.select(addresses.c.conversation_id, addresses.c.last_inbound_at).where(
+            only(addresses), sa.not_(sa.and_(addresses.c.opted_out.is_(True), addresses.c.address_enc == ""))),
+        sa.select(inbound.c.conversation_id, sa.func.max(sa.func.coalesce(inbound.c.done_at, inbound.c.received_at)))
+        .where(only(inbound)).group_by(inbound.c.conversation_id),
+        sa.select(outbox.c.conversation_id, sa.func.max(outbox.c.updated_at)).where(only(outbox))
+        .group_by(outbox.c.conversation_id),
+    ]
+    for query in queries:
+        for row_conv, at in db.execute(query):
+            last[row_conv] = max(last.get(row_conv, 0.0), at or 0.0)
+    busy = {row[0] for row in db.execute(sa.select(inbound.c.conversation_id).where(
+        only(inbound), inbound.c.status.in_(WAITING)))}
+    busy |= {row[0] for row in db.execute(sa.select(outbox.c.conversation_id).where(
+        only(outbox), outbox.c.status.in_(UNSENT)))}
+    return last, busy
+
+
+def erase_orphan_deliveries(db, before: float, dry_run: bool = False) -> int:
+    """Delivery events older than ``before`` for messages the outbox no longer has (status callbacks
+    that came after their message was purged, or for messages sent elsewhere)."""
+    where = sa.and_(delivery_events.c.at < before, delivery_events.c.twilio_sid.notin_(
+        sa.select(outbox.c.twilio_sid).where(outbox.c.twilio_sid.isnot(None))))
+    if dry_run:
+        return db.execute(sa.select(sa.func.count()).select_from(delivery_events).where(where)).scalar()
+    return db.execute(delivery_events.delete().where(where)).rowcount

@@ -7,11 +7,14 @@ bot's and agents' lines are left out: the script plays the texter, the bot answe
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy.engine import Engine
 
 from bot.replay.redact import Redactor
+from bot.retention import register_recording
 from bot.replay.runner import Endpoints, StackClient
 
 
@@ -50,3 +53,12 @@ def script_from_case(case: dict[str, Any], seed: int | None = None) -> dict[str,
 
 def to_yaml(script: dict[str, Any]) -> str:
     return yaml.safe_dump(script, allow_unicode=True, sort_keys=False, width=100)
+
+
+def save(engine: Engine, case_id: str, text: str, out: Path) -> None:
+    """Writes a recorded script, registered first under the case's conversation
+    (``bot.retention.register_recording``), so that the texter's "delete" and the retention purge
+    delete the file too. ``LookupError`` (nothing written) when this database has no such case."""
+    register_recording(engine, case_id, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")

@@ -83,8 +83,9 @@ def report(results: list[ScriptResult], seconds: float, junit: Path | None, html
 
 def record(case_id: str, out: Path | None) -> int:
     """A case of the running stack's hub as a redacted script; checked like any script."""
-    from bot.replay.record import fetch_case, script_from_case, to_yaml
+    from bot.replay.record import fetch_case, save, script_from_case, to_yaml
     from bot.replay.script import ScriptError, load_script
+    from bot.storage import database_url, make_engine
 
     try:
         case = asyncio.run(fetch_case(running_stack(dict(os.environ)), case_id))
@@ -95,8 +96,13 @@ def record(case_id: str, out: Path | None) -> int:
     if out is None:
         sys.stdout.write(text)
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    try:
+        save(make_engine(database_url(Settings.from_env())), case_id, text, out)
+    except LookupError:
+        print(f"hotline replay --record: case {case_id} is not in this machine's database (DATABASE_URL,"
+              " HOTLINE_HOME), so the file could not be registered to be deleted with the conversation;"
+              " run --record --out where the hotline's database is", file=sys.stderr)
+        return 1
     try:
         load_script(out)
     except ScriptError as error:
