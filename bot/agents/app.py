@@ -9,21 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import time
+import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import sqlalchemy as sa
+import yaml
 from aiohttp import WSMsgType, web
 
+from bot import DATA_DIR
 from bot.agents.accounts import Accounts, Agent
 from bot.agents.cases import SYSTEM, CaseBook, CaseError, Change, outcomes
 from bot.agents.live import Live, tell_waiting_texters
 from bot.agents.practice import PracticeTexter
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
+from bot.agents.security import WebSecurity, add_security_headers, is_https
 from bot.agents.summary import schema_errors
 from bot.channels.segments import TWILIO_BODY_LIMIT, describe
 from bot.channels.store import ChannelStore
@@ -37,16 +43,18 @@ CONSOLE = Path(__file__).resolve().parent / "console"
 COOKIE = "hotline_session"
 #: State-changing requests must carry this header: a cross-site form cannot set it (CSRF guard).
 CSRF_HEADER, CSRF_VALUE = "X-Requested-With", "hotline-console"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
+#: The console marks the requests it makes on its own (queue polling): they are not the agent's
+#: activity and do not keep an idle session open.
+BACKGROUND_HEADER = "X-Hotline-Background"
+#: The console's sign of life over the live socket when the agent types, clicks or scrolls.
+ACTIVITY = {"type": "active"}
+#: WebSocket close code when the session ended (4000-4999 are the application's own).
+SESSION_ENDED = 4401
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 HUB: web.AppKey["Hub"] = web.AppKey("hub")
 BACKGROUND: web.AppKey[list] = web.AppKey("background", list)
 PUBLIC = {"/", "/app.js", "/style.css", "/api/login", "/healthz"}
+OPENAPI = DATA_DIR / "schemas" / "hub.openapi.yml"
 
 
 @dataclass
@@ -58,40 +66,72 @@ class Hub:
     live: Live
     wait: float
     practice: PracticeTexter | None = None
+    security: WebSecurity = field(default_factory=WebSecurity.from_env)
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+#: aiohttp's own refusals (unknown path, wrong method, body too large) as sentences for the API.
+HTTP_SENTENCES = {
+    404: "There is no such page on the hub. Reload the console.",
+    405: "The hub does not accept this method here. Reload the console.",
+    413: "The request is too large. Shorten the text and send it again.",
+}
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
-    """Login, CSRF header, security headers; refusals in a sentence the agent can act on."""
+    """Origin, login and CSRF checks; every refusal and failure in a sentence the agent can act
+    on. (The security headers are added to every response by ``add_security_headers``.)"""
     try:
-        response = await _checked_call(request, handler)
+        return await _checked_call(request, handler)
     except CaseError as error:
-        response = _error(error.status, str(error))
+        return _error(error.status, str(error))
     except RasaUnavailable as error:
         logger.warning("Rasa call failed: %s", error)
-        response = _error(503, "The bot's server did not answer; nothing was changed. Try again in a moment.")
+        return _error(503, "The bot's server did not answer; nothing was changed. Try again in a moment.")
     except sa.exc.OperationalError as error:
         logger.error("database unavailable: %s", type(error.orig).__name__)
-        response = _error(503, "The database did not answer. Try again in a moment.")
-    if not isinstance(response, web.WebSocketResponse):
-        response.headers.update(SECURITY_HEADERS)
-        if request.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-    return response
+        return _error(503, "The database did not answer. Try again in a moment.")
+    except web.HTTPException as error:
+        if error.status < 400 or not request.path.startswith("/api/"):
+            raise
+        return _error(error.status, HTTP_SENTENCES.get(error.status, error.reason))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as error:  # noqa: BLE001 - the agent gets a sentence, the log the place, never content
+        logger.error("unexpected %s in %s %s\n%s", type(error).__name__, request.method, _route(request),
+                     "".join(traceback.format_tb(error.__traceback__)))
+        return _error(500, "Something went wrong on the hub. Try again; if it happens again, tell the operator on call.")
+
+
+def _route(request: web.Request) -> str:
+    """The route's pattern (``/api/cases/{case_id}``), so a log line names no case or agent."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource else "(no route)"
+
+
+def _changes_state(request: web.Request) -> bool:
+    return request.method not in SAFE_METHODS
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 async def _checked_call(request: web.Request, handler) -> web.StreamResponse:
     hub: Hub = request.app[HUB]
+    if (_changes_state(request) or _is_websocket(request)) and not hub.security.same_origin(request):
+        return _error(403, "This request came from another web site. Open the console at the hub's own address.")
     if request.path not in PUBLIC:
-        agent = await asyncio.to_thread(hub.accounts.session_agent, request.cookies.get(COOKIE))
+        activity = not (_is_websocket(request) or request.headers.get(BACKGROUND_HEADER))
+        agent = await asyncio.to_thread(hub.accounts.session_agent, request.cookies.get(COOKIE), None, activity)
         if agent is None:
-            return _error(401, "Please log in.")
+            return _error(401, "Please log in. Sessions end after a shift or after a while without activity.")
         request["agent"] = agent
-    if request.method == "POST" and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+    if _changes_state(request) and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
         return _error(403, "Requests must come from the console.")
     return await handler(request)
 
@@ -116,17 +156,61 @@ def _text(body: dict[str, Any], name: str) -> str:
 # Session -----------------------------------------------------------------------------------
 
 async def login(request: web.Request) -> web.Response:
+    """Throttled per username and per client address (``throttle.py``): while locked, no password
+    is checked at all; a known and an unknown username are refused alike."""
     hub: Hub = request.app[HUB]
     body = await _json(request)
-    agent = await asyncio.to_thread(hub.accounts.verify, _text(body, "username"), _text(body, "password"))
+    username, password = _text(body, "username"), _text(body, "password")
+    address = hub.security.client_address(request)
+    throttle = hub.accounts.throttle
+    wait = await asyncio.to_thread(throttle.retry_after, username, address)
+    if wait:
+        await asyncio.to_thread(_audit_login, hub, username, address, "login_locked")
+        return _too_many_attempts(wait)
+    agent = await asyncio.to_thread(hub.accounts.verify, username, password)
     if agent is None:
-        return _error(401, "Wrong username or password.")
+        await asyncio.to_thread(throttle.failed, username, address)
+        await asyncio.to_thread(_audit_login, hub, username, address, "login_failed")
+        wait = await asyncio.to_thread(throttle.retry_after, username, address)
+        if wait:
+            return _too_many_attempts(wait)
+        return _error(401, f"Wrong username or password. Check Caps Lock; after {throttle.limits.user_failures} "
+                           "wrong tries the login is locked for a while.")
+    await asyncio.to_thread(throttle.clear, agent.username)
     token = await asyncio.to_thread(hub.accounts.login, agent)
     await asyncio.to_thread(hub.book.audit, agent, "login")
     response = web.json_response({"username": agent.username, "role": agent.role})
-    secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure, path="/")
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=is_https(request), path="/")
     return response
+
+
+def _audit_login(hub: Hub, username: str, address: str, action: str) -> None:
+    """Who tried, from where: the name only when it is an account's (a name that is none may be a
+    password typed in the wrong box), never the password."""
+    name = username if hub.accounts.exists(username) else "(unknown name)"
+    hub.book.audit(Agent(0, name, ""), action, None, address[:64])
+
+
+def _too_many_attempts(wait: float) -> web.Response:
+    minutes = max(1, math.ceil(wait / 60))
+    response = _error(429, f"Too many attempts. Wait {minutes} minute{'s' if minutes > 1 else ''} "
+                           "or ask a supervisor to unlock your login.")
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
+async def unlock(request: web.Request) -> web.Response:
+    """A supervisor lets a locked-out agent try again at once (the address's count stays)."""
+    hub: Hub = request.app[HUB]
+    supervisor: Agent = request["agent"]
+    if supervisor.role != "supervisor":
+        raise CaseError(403, "Only a supervisor can unlock a login.")
+    username = request.match_info["username"]
+    if not await asyncio.to_thread(hub.accounts.exists, username):
+        raise CaseError(404, "There is no agent with that name.")
+    cleared = await asyncio.to_thread(hub.accounts.throttle.clear, username)
+    await asyncio.to_thread(hub.book.audit, supervisor, "unlock", None, username)
+    return web.json_response({"username": username, "cleared": cleared})
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -337,17 +421,51 @@ async def list_outcomes(_request: web.Request) -> web.Response:
 
 
 async def live_socket(request: web.Request) -> web.WebSocketResponse:
+    """Live updates for as long as the session lasts; the console's activity messages keep an
+    agent who is at the desk (typing, clicking) from being logged out as idle."""
     hub: Hub = request.app[HUB]
+    token = request.cookies.get(COOKIE, "")
     socket = web.WebSocketResponse(heartbeat=20)
     await socket.prepare(request)
     await hub.live.add(socket, request["agent"])
+    watch = asyncio.create_task(_close_when_session_ends(hub.accounts, token, socket))
     try:
         async for message in socket:
-            if message.type == WSMsgType.ERROR:
+            if message.type == WSMsgType.TEXT and _is_activity(message.data):
+                await asyncio.to_thread(hub.accounts.touch, token)
+            elif message.type == WSMsgType.ERROR:
                 break
     finally:
+        watch.cancel()
         hub.live.remove(socket)
     return socket
+
+
+def _is_activity(data: str) -> bool:
+    try:
+        return json.loads(data) == ACTIVITY
+    except ValueError:
+        return False
+
+
+async def _close_when_session_ends(accounts: Accounts, token: str, socket: web.WebSocketResponse) -> None:
+    """A console whose session ended (idle, end of shift, logged out) stops receiving cases."""
+    every = min(30.0, accounts.idle / 4)
+    while not socket.closed:
+        await asyncio.sleep(every)
+        if await asyncio.to_thread(accounts.session_agent, token, None, False) is None:
+            await socket.close(code=SESSION_ENDED, message=b"session ended")
+
+
+@lru_cache(maxsize=1)
+def openapi() -> dict[str, Any]:
+    return yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    """The API's OpenAPI description, to logged-in callers only: nobody outside the hotline needs
+    it, and the hub shows as little as it can to whoever is not logged in."""
+    return web.json_response(openapi())
 
 
 async def health(_request: web.Request) -> web.Response:
@@ -361,30 +479,35 @@ def _console_file(name: str, content_type: str):
 
 
 def make_app(hub: Hub) -> web.Application:
+    """The routes. API reads have no HEAD twin: opening a case is audited, a HEAD must not be."""
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
     app[HUB] = hub
+    app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/", _console_file("index.html", "text/html; charset=utf-8"))
     app.router.add_get("/app.js", _console_file("app.js", "text/javascript; charset=utf-8"))
     app.router.add_get("/style.css", _console_file("style.css", "text/css; charset=utf-8"))
     app.router.add_get("/healthz", health)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
-    app.router.add_get("/api/me", me)
-    app.router.add_get("/api/agents", list_agents)
-    app.router.add_get("/api/outcomes", list_outcomes)
+    api_get = partial(app.router.add_get, allow_head=False)
+    api_get("/api/me", me)
+    api_get("/api/openapi.json", openapi_json)
+    api_get("/api/agents", list_agents)
+    app.router.add_post("/api/agents/{username}/unlock", unlock)
+    api_get("/api/outcomes", list_outcomes)
     app.router.add_post("/api/segments", segments)
-    app.router.add_get("/api/cases", list_cases)
-    app.router.add_get("/api/cases/{case_id}", get_case)
+    api_get("/api/cases", list_cases)
+    api_get("/api/cases/{case_id}", get_case)
     app.router.add_post("/api/cases/{case_id}/take", take)
     app.router.add_post("/api/cases/{case_id}/reply", reply)
     app.router.add_post("/api/cases/{case_id}/notes", add_note)
     app.router.add_post("/api/cases/{case_id}/transfer", transfer)
     app.router.add_post("/api/cases/{case_id}/handback", hand_back)
     app.router.add_post("/api/cases/{case_id}/close", close)
-    app.router.add_get("/api/live", live_socket)
-    app.router.add_get("/api/practice/scripts", practice_scripts)
+    api_get("/api/live", live_socket)
+    api_get("/api/practice/scripts", practice_scripts)
     app.router.add_post("/api/practice", start_practice)
-    app.router.add_get("/api/stats", stats)
+    api_get("/api/stats", stats)
     app.on_startup.append(_start_background)
     app.on_cleanup.append(_stop_background)
     return app
