@@ -10,6 +10,7 @@ const WHO_LABELS = { texter: "Texter", bot: "Bot", agent: "Agent" };
 const ANSWER_LABELS = { yes: "Yes", no: "No", skip: "Skipped", unclear: "Unclear" };
 const COVERED_LABELS = { referrals: "referrals", rights: "rights", safety_plan: "a safety plan", emergency: "emergency services" };
 const POLL_MS = 5000; // queue polling while the WebSocket is down
+const ACTIVITY_MS = 60000; // at most one "agent is here" message a minute
 const CLOCK_MS = 15000; // waiting times and the WhatsApp window tick client-side
 const SEGMENTS_DEBOUNCE_MS = 150;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
@@ -103,9 +104,11 @@ let onUnauthorized = () => {};
  * JSON request to the hub. Cookie auth (same-origin), and the CSRF header on every POST,
  * without which the hub answers 403. Throws ApiError carrying the hub's `error` sentence.
  */
-async function api(path, { method = "GET", body } = {}) {
+async function api(path, { method = "GET", body, background = false } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") headers["X-Requested-With"] = "hotline-console";
+  // Requests the console makes on its own are not the agent's activity: they must not keep an idle session open.
+  if (background) headers["X-Hotline-Background"] = "1";
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
@@ -347,7 +350,9 @@ function start() {
     ui.loginError.textContent = message;
     ui.username.focus();
   }
-  onUnauthorized = () => { if (state.me) showLogin("Your session has ended. Please log in again."); };
+  onUnauthorized = () => {
+    if (state.me) showLogin("Your session has ended (end of a shift, or a while without activity). Please log in again.");
+  };
 
   ui.loginForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -472,12 +477,24 @@ function start() {
 
   const liveUp = () => socket !== null && socket.readyState === WebSocket.OPEN;
 
+  /** The agent typing, clicking or scrolling tells the hub someone is at the desk (at most once a
+   * minute): an open socket alone does not keep an idle session open. */
+  let lastActivitySent = 0;
+  function reportActivity() {
+    if (!state.me || !liveUp() || Date.now() - lastActivitySent < ACTIVITY_MS) return;
+    lastActivitySent = Date.now();
+    socket.send(JSON.stringify({ type: "active" }));
+  }
+  for (const type of ["keydown", "pointerdown", "pointermove", "wheel", "touchstart"]) {
+    document.addEventListener(type, reportActivity, { capture: true, passive: true });
+  }
+
   /** GET /api/cases now, then every 5 s for as long as the socket is not open. */
   async function pollQueue() {
     clearTimeout(pollTimer);
     if (!state.me || liveUp()) return;
     try {
-      const cases = await api("/api/cases");
+      const cases = await api("/api/cases", { background: true });
       if (!liveUp()) renderQueue(cases); // the socket's own list is fresher
     } catch (err) {
       if (err.status !== 401) reportError(err);
