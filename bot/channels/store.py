@@ -237,9 +237,13 @@ class ChannelStore:
         if now - self.expired_at[table.name] < self.lease / 10:
             return
         self.expired_at[table.name] = now
+        # A turn whose process died counts as an attempt: it may have reached Rasa's tracker (the
+        # dispatcher then looks there first), and a message that kills the process every time is
+        # left for an agent after HOTLINE_TURN_ATTEMPTS instead of taking it down forever.
+        counted = {"attempts": table.c.attempts + 1} if table is inbound else {}
         db.execute(table.update().where(
             table.c.status == working, table.c.claimed_at < now - self.lease).values(
-            status=back_to, claimed_by=None))
+            status=back_to, claimed_by=None, **counted))
 
     def _inbound(self, row) -> Inbound:
         media = self.keys.decrypt(row.media_enc)
@@ -272,6 +276,22 @@ class ChannelStore:
             db.execute(inbound.update().where(inbound.c.id == message.id).values(
                 status=status, attempts=attempts, next_attempt_at=now + delay, claimed_by=None))
         return status == "pending"
+
+    def hold_inbound(self, message: Inbound, delay: float, replies: list[str],
+                     now: float | None = None) -> int:
+        """The turn cannot run now for a reason that is not the message's (the bot's action server
+        or the database is down): back to the queue after ``delay`` without counting an attempt,
+        with what the texter is told meanwhile queued once (keyed by the message). Returns the
+        replies newly queued."""
+        now = time.time() if now is None else now
+        queued = 0
+        with self.engine.begin() as db:
+            for index, text in enumerate(replies):
+                queued += self._enqueue(db, message.conversation_id, f"hold:{message.sid}:{index}",
+                                        "bot", text, now)
+            db.execute(inbound.update().where(inbound.c.id == message.id).values(
+                status="pending", next_attempt_at=now + delay, claimed_by=None))
+        return queued
 
     # Outbox --------------------------------------------------------------------------------
 
@@ -384,9 +404,10 @@ class ChannelStore:
             if db.execute(sa.select(inbound.c.id).where(
                     inbound.c.conversation_id == conv, inbound.c.status.in_(WAITING)).limit(1)).first():
                 return False
-            asking = db.execute(sa.select(inbound.c.sid).where(
-                inbound.c.conversation_id == conv, inbound.c.done_at >= requested_at)
-                .order_by(inbound.c.id).limit(1)).scalar()
+            done = sa.select(inbound.c.sid).where(inbound.c.conversation_id == conv, inbound.c.done_at.isnot(None))
+            # The first turn that ended after the request; else (clocks of two machines apart) the last.
+            asking = (db.execute(done.where(inbound.c.done_at >= requested_at).order_by(inbound.c.id).limit(1)).scalar()
+                      or db.execute(done.order_by(inbound.c.id.desc()).limit(1)).scalar())
             confirmation = outbox.c.key.startswith(f"in:{asking}:", autoescape=True) if asking else sa.false()
             db.execute(outbox.delete().where(outbox.c.conversation_id == conv, outbox.c.status == "queued",
                                              sa.not_(confirmation)))
