@@ -13,22 +13,23 @@ import json
 import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, MultiFernet
 from twilio.request_validator import RequestValidator
 
 from bench.cluster import ACCOUNT, HOTLINE, Cluster, flush_redis, fresh_database
 from bench.ledger import Sent, audit, tracker_sids
 from bot import DATA_DIR
 from bot.channels.config import WEBHOOK_PATH
-from bot.channels.store import WAITING, UNSENT, conversation_id, inbound, outbox
+from bot.channels.store import WAITING, UNSENT, ChannelStore, conversation_id, inbound, outbox
+from bot.privacy import Keys
 from bot.replay.script import load_script
 from bot.storage import make_engine
 from tests.channel_rig import http, wait_until
-
-pytestmark = pytest.mark.slow
 
 #: A Redis database index no other test uses (the lock store's keys are flushed before and after).
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -39,6 +40,80 @@ MESSAGES = 8
 #: How long the dispatchers need to notice stored work they were not woken for (polls every 0.5 s).
 QUIET = 3.0
 
+
+# Two replicas' stores on one database: the claim logic alone, fast, SQLite and PostgreSQL ----------
+
+LEASE = 30.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def replicas(request, tmp_path):
+    """Two ChannelStores on one database, as two Rasa replicas have (each its own worker id)."""
+    keys = Keys(hash_key=b"scale-out-test", fernet=MultiFernet([Fernet(Fernet.generate_key())]))
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'hotline.db'}"
+        yield [ChannelStore(make_engine(url), keys, LEASE) for _ in range(2)]
+        return
+    with fresh_database() as url:
+        stores = [ChannelStore(make_engine(url), keys, LEASE) for _ in range(2)]
+        yield stores
+        for store in stores:
+            store.engine.dispose()
+
+
+def test_a_conversation_delivered_to_both_replicas_is_worked_one_message_at_a_time(replicas):
+    first, second = replicas
+    for index in range(4):
+        replicas[index % 2].accept(f"SM{index:032x}", "+15145550111", HOTLINE, f"m{index}", [])
+    taken = second.claim_inbound()
+    assert [message.body for message in taken] == ["m0"]
+    assert first.claim_inbound() == [] and second.claim_inbound() == []
+    second.complete(taken[0], ["reply"])
+    taken = first.claim_inbound()
+    assert [message.body for message in taken] == ["m1"]
+
+
+def test_a_live_replicas_claim_is_renewed_and_a_dead_ones_taken_over(replicas):
+    live, other = replicas
+    start = time.time()
+    live.accept("SM" + "1" * 32, "+15145550112", HOTLINE, "slow turn", [], now=start)
+    assert len(live.claim_inbound(now=start)) == 1
+    live.claim_inbound(0, now=start + LEASE / 2)  # still polling: alive
+    assert other.claim_inbound(now=start + LEASE * 1.2) == []
+    # The replica stops polling (it died): the other takes the work over once the lease has run out.
+    taken = other.claim_inbound(now=start + LEASE * 1.6)
+    assert [message.body for message in taken] == ["slow turn"]
+
+
+def test_two_replicas_claiming_at_once_keep_each_conversation_in_order(replicas):
+    """Both replicas claim and complete as fast as they can, in threads (real concurrent
+    transactions on PostgreSQL): every message is worked once, each conversation in order."""
+    conversations = [f"+1514555{n:04d}" for n in range(12)]
+    for index in range(10):
+        for number, address in enumerate(conversations):
+            replicas[(index + number) % 2].accept(f"SM{index:016x}{number:016x}", address, HOTLINE, str(index), [])
+    worked: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def work(store: ChannelStore) -> None:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 2.0:
+            messages = store.claim_inbound(limit=4)
+            if messages:
+                idle_since = time.monotonic()
+            for message in messages:
+                with lock:
+                    worked.append((message.conversation_id, int(message.body)))
+                store.complete(message, [])
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(work, replicas))
+    assert len(worked) == len(set(worked)) == 120
+    for conversation in {conversation for conversation, _ in worked}:
+        assert [index for conv, index in worked if conv == conversation] == list(range(10))
+
+
+# Two real Rasa replicas behind a balancer -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def cluster(trained_model, tmp_path_factory):
@@ -131,6 +206,7 @@ def conversations(cluster, engine):
     return {"sent": sent, "scripts": scripts, "numbers": numbers}
 
 
+@pytest.mark.slow
 def test_consecutive_messages_of_each_conversation_land_on_both_servers(cluster, conversations):
     routes = get_json(cluster.url("balancer", "/balancer/stats"))["routes"]
     for number, messages in conversations["sent"].items():
@@ -138,6 +214,7 @@ def test_consecutive_messages_of_each_conversation_land_on_both_servers(cluster,
         assert all(a != b for a, b in zip(servers, servers[1:])), (number, servers)
 
 
+@pytest.mark.slow
 def test_every_message_answered_once_and_in_order(cluster, engine, conversations):
     sent = [message for messages in conversations["sent"].values() for message in messages]
     assert all(message.accepted for message in sent)
@@ -150,6 +227,7 @@ def test_every_message_answered_once_and_in_order(cluster, engine, conversations
         assert tracker_sids(trackers[number]) == [message.sid for message in messages]
 
 
+@pytest.mark.slow
 def test_the_bot_answers_each_message_before_the_next_is_read(cluster, conversations):
     for number in conversations["sent"]:
         events = tracker(cluster, number)["events"]
@@ -158,6 +236,7 @@ def test_the_bot_answers_each_message_before_the_next_is_read(cluster, conversat
         assert turns.count("u") == MESSAGES and "uu" not in turns and turns.endswith("b"), (number, turns)
 
 
+@pytest.mark.slow
 def test_each_texter_receives_exactly_the_queued_replies_in_order(cluster, engine, conversations):
     delivered = phones(cluster)
     for number in conversations["sent"]:
@@ -185,6 +264,7 @@ def outbound_to(cluster: Cluster, number: str) -> int:
     return sum(1 for m in phones(cluster) if m["to"] == number and m["direction"] == "outbound-api")
 
 
+@pytest.mark.slow
 def test_a_message_delivered_again_to_the_other_server_is_not_processed_again(cluster, conversations):
     routes = get_json(cluster.url("balancer", "/balancer/stats"))["routes"]
     number = conversations["numbers"]["es"]
@@ -199,6 +279,7 @@ def test_a_message_delivered_again_to_the_other_server_is_not_processed_again(cl
     assert outbound_to(cluster, number) == before_replies
 
 
+@pytest.mark.slow
 def test_a_message_delivered_to_both_servers_at_once_is_processed_once(cluster, engine):
     number = "+14385559999"
     sid = "SM" + "ab" * 16
@@ -215,3 +296,18 @@ def test_a_message_delivered_to_both_servers_at_once_is_processed_once(cluster, 
     time.sleep(QUIET)
     assert tracker_sids(tracker(cluster, number)) == [sid]
     assert outbound_to(cluster, number) == len(reply_bodies(cluster, engine, number)) >= 1
+
+
+@pytest.mark.slow
+def test_a_turn_longer_than_the_claim_lease_runs_once(tmp_path):
+    """A live process keeps its claim: a turn slower than ``HOTLINE_CLAIM_LEASE`` (here 2 s, the
+    echo dialogue takes 5 s) is not taken over and run a second time. The echo dialogue numbers
+    each turn it runs, so the next message's reply shows how many turns ran before it."""
+    from tests.channel_rig import Rig
+
+    with Rig(home=tmp_path, delay=5.0).running() as rig:
+        sender = "+14385550777"
+        rig.text(sender, "slow")
+        assert rig.replies(sender, 1, timeout=30) == ["echo 1: slow"]
+        rig.text(sender, "next")
+        assert rig.replies(sender, 2, timeout=30) == ["echo 1: slow", "echo 2: next"]

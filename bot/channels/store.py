@@ -7,8 +7,9 @@ turn are written in the same transaction that marks the turn done, under keys de
 inbound ``MessageSid`` (so a turn processed again after a crash cannot queue its replies twice).
 
 Ordering: a message (inbound or outbound) is only claimed when no earlier message of the same
-conversation is still waiting or in progress. Claims carry a lease, so the work of a process that
-died is taken over after ``lease`` seconds.
+conversation is still waiting or in progress. Claims carry a lease, renewed while the process holding
+them polls, so the work of a process that died is taken over after ``lease`` seconds, and never
+while it still runs.
 
 Privacy: phone numbers are stored as an HMAC lookup key plus a Fernet-encrypted copy (needed to
 reply); bodies and media URLs are encrypted (see ``bot.privacy``).
@@ -163,6 +164,7 @@ class ChannelStore:
         self.lease = lease
         self.worker = uuid.uuid4().hex
         self.expired_at = {"channel_inbound": 0.0, "channel_outbox": 0.0}
+        self.renewed_at = {"channel_inbound": 0.0, "channel_outbox": 0.0}
         migrate(engine)
 
     async def call(self, method: Callable[..., T], *args) -> T:
@@ -213,7 +215,10 @@ class ChannelStore:
                now: float) -> list[int]:
         """Ids newly claimed by this process: waiting, due, and first in their conversation."""
         waiting, working = in_flight
+        self._renew_claims(db, table, working, now)
         self._expire_claims(db, table, waiting, working, now)
+        if limit <= 0:
+            return []
         earlier = table.alias("earlier")
         blocked = sa.exists().where(sa.and_(
             earlier.c.conversation_id == table.c.conversation_id, earlier.c.id < table.c.id,
@@ -227,6 +232,19 @@ class ChannelStore:
                           .values(status=working, claimed_by=self.worker, claimed_at=now)).rowcount:
                 claimed.append(row_id)
         return claimed
+
+    def _renew_claims(self, db, table: sa.Table, working: str, now: float) -> None:
+        """This process is polling, so it is alive: the work it holds keeps its lease.
+
+        Without renewal a turn slower than the lease (a slow action server, Rasa waiting for a
+        conversation's lock held by a replica that died) was taken over while it still ran, by
+        another replica or by this one, and ran twice. Renewed every third of a lease.
+        """
+        if now - self.renewed_at[table.name] < self.lease / 3:
+            return
+        self.renewed_at[table.name] = now
+        db.execute(table.update().where(table.c.claimed_by == self.worker, table.c.status == working)
+                   .values(claimed_at=now))
 
     def _expire_claims(self, db, table: sa.Table, back_to: str, working: str, now: float) -> None:
         """Work claimed by a process that stopped (lease over) goes back to the queue.

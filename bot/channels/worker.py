@@ -27,12 +27,12 @@ class ClaimLoop:
     async def run(self) -> None:
         while True:
             self.wake.clear()
-            free = self.concurrency - len(self.tasks)
-            if free > 0:
-                for item in await self.claim(free):
-                    task = asyncio.create_task(self.handle(item))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._finished)
+            # Claiming also renews the leases of the work in progress, so it runs when all
+            # slots are busy too (with a limit of 0, nothing new is claimed).
+            for item in await self.claim(max(0, self.concurrency - len(self.tasks))):
+                task = asyncio.create_task(self.handle(item))
+                self.tasks.add(task)
+                task.add_done_callback(self._finished)
             try:
                 await asyncio.wait_for(self.wake.wait(), self.poll)
             except asyncio.TimeoutError:
