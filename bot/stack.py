@@ -123,6 +123,8 @@ def run_stack(train_if_missing: bool = True) -> int:
             return 1
         print("No model yet: training one (a few minutes on 2 cores)...", flush=True)
         model = train(out=settings.models)
+    # Databases, logs and keys the stack creates are readable by its own user only.
+    os.umask(0o077)
     endpoints = write_endpoints(settings)
     token = secret(settings, "rasa_api_token", "RASA_AUTH_TOKEN")
     development = twilio_env(settings, dict(os.environ))

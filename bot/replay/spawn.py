@@ -68,8 +68,9 @@ def spawn_stack(model: Path, models: Path, home: Path, extra_env: dict[str, str]
         if process.poll() is None:
             process.kill()
         raise RuntimeError("the stack did not start:\n" + "".join(lines[-50:]))
-    # Keep reading the stack's output: a full pipe would block its processes mid-turn.
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    # Keep reading the stack's output: a full pipe would block its processes mid-turn. The lines are
+    # kept (the stack logs little at INFO) so tests can read every log line the processes wrote.
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
     return SpawnedStack(process=process, rasa=ports["HOTLINE_RASA_PORT"], actions=ports["HOTLINE_ACTIONS_PORT"],
                         twilio=ports["HOTLINE_TWILIO_PORT"], hub=ports["HOTLINE_HUB_PORT"],
                         home=home, env=env, lines=lines)
