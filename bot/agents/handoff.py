@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from bot.agents.tables import handoff_requests
 from bot.channels.store import addresses
+from bot.conversation.steps import UNAVAILABLE
 from bot.privacy import Keys
 from bot.storage import migrate
 from bot.triage.risk import LEVELS, higher
@@ -47,10 +48,12 @@ class SqlHandoffQueue:
         now = time.time()
         with self.engine.begin() as db:
             row = db.execute(sa.select(handoff_requests.c.id, handoff_requests.c.risk,
-                                       handoff_requests.c.status).where(
+                                       handoff_requests.c.status, handoff_requests.c.reason).where(
                 handoff_requests.c.conversation_id == conversation_id,
                 handoff_requests.c.status.in_(ACTIVE))).first()
             risk = higher(row.risk, summary["risk"]) if row else summary["risk"]
+            if row and reason == UNAVAILABLE:
+                reason = row.reason  # why a person is needed (danger, consent) says more than how it came
             values = {"risk": risk, "priority": LEVELS.index(risk), "reason": reason,
                       "summary_enc": self.keys.encrypt(json.dumps({**summary, "risk": risk})),
                       "updated_at": now}

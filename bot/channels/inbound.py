@@ -11,14 +11,18 @@ import re
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 from urllib.parse import parse_qsl
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.shared.core.events import BotUttered, UserUttered
 from twilio.request_validator import RequestValidator
 
+from bot.agents.summary import AGENT
 from bot.channels.config import ADDRESS, TwilioConfig
+from bot.channels.fallback import ActionServer, Fallback
 from bot.channels.keywords import CarrierKeywords
+from bot.channels.outage import Outage, database_unavailable, fail_loudly, persist
 from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore, Inbound
 from bot.channels.worker import ClaimLoop
@@ -36,6 +40,9 @@ SWITCH_INTERVAL = 0.0005
 INTENT_PREFIX = re.compile(r"^[\s/]+")
 # Text the dispatcher sends Rasa for channel events, as Rasa's own intent shortcut.
 STOP_TURN, START_TURN, HELP_TURN, MEDIA_TURN = "/stop", "/greet", "/ask_help", "/share_media"
+#: Seconds between checks of a turn held while the action server is down.
+HOLD_RETRY = 2.0
+T = TypeVar("T")
 
 
 class BadRequest(ValueError):
@@ -58,10 +65,19 @@ def form_params(body: bytes) -> dict[str, str]:
 
 
 def signed(config: TwilioConfig, url: str, params: dict[str, str], signature: str | None) -> bool:
-    """Twilio's signature over the public URL and the form parameters."""
+    """Twilio's signature over the public URL and the form parameters.
+
+    Without ``HOTLINE_PUBLIC_URL`` the URL is built from the client's Host header, which can hold
+    anything: the validator raises ``ValueError`` on a port that is not a number or a lone "[", and
+    ``UnicodeEncodeError`` on undecodable bytes. Twilio signed no such URL, so it is refused (403),
+    not a server error (found by tests/test_fuzz_webhook.py).
+    """
     if not signature or not config.auth_token:
         return False
-    return RequestValidator(config.auth_token).validate(url, params, signature)
+    try:
+        return RequestValidator(config.auth_token).validate(url, params, signature)
+    except ValueError:
+        return False
 
 
 def clean_text(text: str) -> str:
@@ -75,7 +91,8 @@ def parse_incoming(params: dict[str, str]) -> Incoming:
     address, hotline = params.get("From", ""), params.get("To", "")
     if not re.fullmatch(r"[A-Z]{2}[0-9a-fA-F]{32}", sid):
         raise BadRequest("MessageSid")
-    if not ADDRESS.match(address) or not ADDRESS.match(hotline):
+    # fullmatch: the pattern's "$" also matches before a final newline ("+15145550100\n").
+    if not ADDRESS.fullmatch(address) or not ADDRESS.fullmatch(hotline):
         raise BadRequest("From/To")
     try:
         count = min(MAX_MEDIA, int(params.get("NumMedia") or 0))
@@ -123,8 +140,8 @@ class TurnThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="rasa-turns", daemon=True)
         self.thread.start()
 
-    async def run(self, coroutine: Awaitable[None]) -> None:
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+    async def run(self, coroutine: Awaitable[T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -132,7 +149,14 @@ class TurnThread:
 
 
 class Dispatcher(ClaimLoop):
-    """Claims stored messages and runs their turns through Rasa, in order per conversation."""
+    """Claims stored messages and runs their turns through Rasa, in order per conversation.
+
+    A turn that cannot run for a reason that is not the message's waits, uncounted: while the
+    database is unavailable (``bot.channels.outage``), and while the action server is down, when
+    the texter and the agents are told at once (``bot.channels.fallback``). A turn tried again
+    after a failure or a crash first looks in Rasa's tracker: if Rasa had recorded it, its replies
+    are taken from there instead of running it (and answering it) twice.
+    """
 
     def __init__(self, store: ChannelStore, handler: Handler, config: TwilioConfig,
                  keywords: CarrierKeywords, on_replies: Callable[[], None]) -> None:
@@ -140,14 +164,53 @@ class Dispatcher(ClaimLoop):
         self.store, self.handler, self.config, self.keywords = store, handler, config, keywords
         self.on_replies = on_replies
         self.turns = TurnThread()
+        self.database = Outage("database")
+        self.agent = None
+        self.actions: ActionServer | None = None
+        self.fallback: Fallback | None = None
+        #: Messages whose turn failed on the database: Rasa may have saved it before the failure.
+        self.unsure: set[str] = set()
+
+    def attach(self, agent) -> None:
+        """Rasa's agent, once loaded: its tracker store raises instead of forgetting (see
+        ``fail_loudly``), its action server is checked before each turn and watched during it.
+        An agent without a model's processor (the channel tests' scripted dialogue) is left as is."""
+        processor = getattr(agent, "processor", None)
+        if processor is None:
+            return
+        self.agent = agent
+        fail_loudly(agent.tracker_store)
+        if processor.action_endpoint is not None:
+            self.actions = ActionServer(agent)
+            self.fallback = Fallback(agent, self.store)
+
+    async def close(self) -> None:
+        self.turns.stop()
+        if self.actions:
+            await self.actions.close()
 
     async def claim(self, limit: int) -> list[Inbound]:
-        return await self.store.call(self.store.claim_inbound, limit)
+        try:
+            claimed = await self.store.call(self.store.claim_inbound, limit)
+        except Exception as error:  # noqa: BLE001 - a database outage must not end the loop
+            if not database_unavailable(error):
+                raise
+            self.database.down(error)
+            return []
+        self.database.up()
+        return claimed
 
     async def handle(self, message: Inbound) -> None:
         try:
             await self._process(message)
-        except Exception:
+        except Exception as error:  # noqa: BLE001 - every failure leaves the message retried or marked
+            if database_unavailable(error):
+                self.database.down(error)
+                self.unsure.add(message.sid)
+                await persist(lambda: self.store.call(self.store.hold_inbound, message,
+                                                      self.config.retry_base, []),
+                              self.database, self.config.lease * 0.8)
+                return
             logger.exception("turn of inbound message %s failed", message.id)
             delay = self.config.backoff(message.attempts + 1)
             retried = await self.store.call(self.store.retry_inbound, message, delay,
@@ -169,14 +232,68 @@ class Dispatcher(ClaimLoop):
         if keyword in ("opt_out", "opt_in"):
             await self.store.call(self.store.set_opted_out, message.conversation_id,
                                     keyword == "opt_out")
-        collector = CollectingOutputChannel()
-        metadata = {"channel": message.channel, "media": message.media} if message.media else {
-            "channel": message.channel}
-        for index, text in enumerate(turn_texts(message, keyword)):
-            await self.turns.run(self.handler(UserMessage(
-                text, collector, message.conversation_id, input_channel=CHANNEL_NAME,
-                message_id=f"{message.sid}:{index}", metadata=metadata)))
-        replies = [part for sent in collector.messages if sent.get("text")
-                   for part in split_message(sent["text"])]
+        if self.actions and not await self.actions.healthy() and await self._hold(message, keyword):
+            return
+        failures = ActionServer.watch_turn()
+        replies = await self._turns(message, keyword)
+        if failures and self.fallback:
+            logger.error("inbound message %s: the action server failed during its turn (%s)",
+                         message.id, ", ".join(sorted(set(failures))))
+            replies += await self.turns.run(self.fallback.after_failed_turn(message, CHANNEL_NAME))
         if await self.store.call(self.store.complete, message, replies):
             self.on_replies()
+        self.unsure.discard(message.sid)
+
+    async def _hold(self, message: Inbound, keyword: str | None) -> bool:
+        """The action server is down: the turn waits, and the texter and the agents are told
+        (not for STOP: the carrier confirms it). False when an agent holds the conversation: Rasa
+        only records the message then, so the turn may run."""
+        replies: list[str] | None = []
+        if keyword != "opt_out":
+            replies = await self.turns.run(self.fallback.while_down(message, CHANNEL_NAME))
+            if replies is None:
+                return False
+        if await self.store.call(self.store.hold_inbound, message, HOLD_RETRY, replies):
+            self.on_replies()
+        return True
+
+    async def _turns(self, message: Inbound, keyword: str | None) -> list[str]:
+        """Runs the message's turns through Rasa; returns the replies, split for SMS."""
+        metadata = {"channel": message.channel, "media": message.media} if message.media else {
+            "channel": message.channel}
+        retried = message.attempts or message.sid in self.unsure
+        recorded = await self._recorded(message) if retried and self.agent else {}
+        texts: list[str] = []
+        for index, text in enumerate(turn_texts(message, keyword)):
+            message_id = f"{message.sid}:{index}"
+            if message_id in recorded:
+                texts += recorded[message_id]
+                continue
+            collector = CollectingOutputChannel()
+            await self.turns.run(self.handler(UserMessage(
+                text, collector, message.conversation_id, input_channel=CHANNEL_NAME,
+                message_id=message_id, metadata=metadata)))
+            texts += [sent["text"] for sent in collector.messages if sent.get("text")]
+        return [part for text in texts for part in split_message(text)]
+
+    async def _recorded(self, message: Inbound) -> dict[str, list[str]]:
+        """Turns of ``message`` Rasa already recorded (a process died, or a database write failed,
+        after Rasa saved the tracker and before the turn was marked done), with their replies."""
+        tracker = await self.turns.run(self.agent.tracker_store.retrieve(message.conversation_id))
+        return recorded_turns(tracker.events if tracker else [], message.sid)
+
+
+def recorded_turns(events, sid: str) -> dict[str, list[str]]:
+    """The texts the bot sent after each user event of the inbound message ``sid`` (Rasa message
+    ids ``<sid>:<index>``), up to the next user event; an agent's lines are not the bot's replies."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for event in events:
+        if isinstance(event, UserUttered):
+            current = event.message_id if (event.message_id or "").startswith(f"{sid}:") else None
+            if current:
+                found[current] = []
+        elif isinstance(event, BotUttered) and current and event.text and \
+                (event.metadata or {}).get("from") != AGENT:
+            found[current].append(event.text)
+    return found

@@ -6,6 +6,8 @@ of its conversation only. Opted-out numbers and WhatsApp conversations outside t
 are never sent to: those messages are marked (``opted_out``, ``outside_window``) for the agent hub.
 A message claimed but not confirmed when a process dies is sent again when its lease runs out:
 at-least-once at that single point, because Twilio's Messages API has no idempotency key.
+While the database is unavailable the sender claims nothing and keeps the result of a send it made
+until it can record it (``bot.channels.outage``), so a restart of the database sends nothing twice.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from bot.channels.config import WHATSAPP_WINDOW, TwilioConfig
+from bot.channels.outage import Outage, database_unavailable, persist
 from bot.channels.store import ChannelStore, Outgoing
 from bot.channels.worker import ClaimLoop
 
@@ -52,9 +55,26 @@ class Sender(ClaimLoop):
         super().__init__(concurrency)
         self.store, self.config, self.status_url = store, config, status_url
         self.client = client or twilio_client(config)
+        self.database = Outage("database")
 
     async def claim(self, limit: int) -> list[Outgoing]:
-        return await self.store.call(self.store.claim_outgoing, limit)
+        try:
+            claimed = await self.store.call(self.store.claim_outgoing, limit)
+        except Exception as error:  # noqa: BLE001 - a database outage must not end the loop
+            if not database_unavailable(error):
+                raise
+            self.database.down(error)
+            return []
+        self.database.up()
+        return claimed
+
+    async def _mark(self, message_id: int, status: str, twilio_sid: str | None = None,
+                    error_code: int | None = None, retry_at: float | None = None) -> None:
+        """Record a send's result, waiting out a database outage (within the claim's lease): a send
+        Twilio accepted but not recorded would be sent again once the claim ran out."""
+        await persist(lambda: self.store.call(self.store.mark_outgoing, message_id, status, twilio_sid,
+                                              error_code, retry_at),
+                      self.database, self.config.lease * 0.8)
 
     async def close(self) -> None:
         session = getattr(self.client.http_client, "session", None)
@@ -65,7 +85,7 @@ class Sender(ClaimLoop):
         blocked = self._blocked(message)
         if blocked:
             logger.warning("outbox message %s not sent: %s", message.id, blocked)
-            await self.store.call(self.store.mark_outgoing, message.id, blocked)
+            await self._mark(message.id, blocked)
             return
         try:
             sent = await self.client.messages.create_async(
@@ -77,7 +97,7 @@ class Sender(ClaimLoop):
             logger.warning("outbox message %s: Twilio unreachable (%s)", message.id, type(error).__name__)
             await self._retry(message, None)
         else:
-            await self.store.call(self.store.mark_outgoing, message.id, "accepted", sent.sid)
+            await self._mark(message.id, "accepted", sent.sid)
 
     def _blocked(self, message: Outgoing) -> str | None:
         if message.opted_out:
@@ -99,13 +119,13 @@ class Sender(ClaimLoop):
             status = "failed"
         logger.error("outbox message %s refused by Twilio: HTTP %s code %s", message.id,
                      error.status, error.code)
-        await self.store.call(self.store.mark_outgoing, message.id, status, None, error.code)
+        await self._mark(message.id, status, None, error.code)
 
     async def _retry(self, message: Outgoing, code: int | None) -> None:
         attempts = message.attempts + 1
         if attempts >= self.config.send_attempts:
             logger.error("outbox message %s failed after %d attempts", message.id, attempts)
-            await self.store.call(self.store.mark_outgoing, message.id, "failed", None, code)
+            await self._mark(message.id, "failed", None, code)
             return
         retry_at = time.time() + self.config.backoff(attempts)
-        await self.store.call(self.store.mark_outgoing, message.id, "queued", None, code, retry_at)
+        await self._mark(message.id, "queued", None, code, retry_at)

@@ -22,6 +22,7 @@ from sanic.request import Request
 from bot.channels.config import STATUS_PATH, TwilioConfig
 from bot.channels.inbound import CHANNEL_NAME, BadRequest, Dispatcher, form_params, parse_incoming, signed
 from bot.channels.keywords import carrier_keywords
+from bot.channels.outage import Outage, database_unavailable
 from bot.channels.outbox import Sender
 from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore
@@ -46,6 +47,7 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None
         self.sender: Sender | None = None
         self.tasks: list[asyncio.Task] = []
+        self.webhooks = Outage("database, for webhooks")
 
     async def start(self, handler: Callable[[UserMessage], Awaitable[Any]]) -> None:
         redact_logs()  # again: Rasa set its loggers' levels after this module was imported
@@ -56,8 +58,25 @@ class Runtime:
         self.sender = Sender(self.store, self.config, base + STATUS_PATH)
         self.dispatcher = Dispatcher(self.store, _remembering(handler), self.config, carrier_keywords(),
                                      on_replies=self.sender.wake.set)
-        self.tasks = [asyncio.create_task(self.dispatcher.run()),
-                      asyncio.create_task(self.sender.run())]
+        self.tasks = [asyncio.create_task(self.sender.run())]
+
+    def start_turns(self, agent) -> None:
+        """Turns start once Rasa's agent is loaded (messages stored meanwhile wait in the inbox)."""
+        self.dispatcher.attach(agent)
+        self.tasks.append(asyncio.create_task(self.dispatcher.run()))
+
+    async def stored(self, write: Callable[[], Awaitable[Any]]) -> tuple[Any, response.HTTPResponse | None]:
+        """A webhook's database write: its result, or the answer to give when the database is down
+        (503, so that Twilio tries again later rather than taking a message nobody stored)."""
+        try:
+            result = await write()
+        except Exception as error:  # noqa: BLE001 - only a database outage is answered here
+            if not database_unavailable(error):
+                raise
+            self.webhooks.down(error)
+            return None, response.text("database unavailable, try again later", status=503)
+        self.webhooks.up()
+        return result, None
 
     def start_eraser(self, agent) -> None:
         """Deletion requests are carried out here, where Rasa's lock and tracker store are."""
@@ -69,7 +88,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.dispatcher:
-            self.dispatcher.turns.stop()
+            await self.dispatcher.close()
         if self.sender:
             await self.sender.close()
 
@@ -147,6 +166,7 @@ class HotlineTwilioInput(InputChannel):
 
         @hook.listener("after_server_start")
         async def settle(app, _loop) -> None:
+            runtime.start_turns(app.ctx.agent)
             runtime.start_eraser(app.ctx.agent)
             # The model and Rasa are loaded by now: millions of long-lived objects that every full
             # garbage collection would walk again, stopping all threads (webhook answers took up
@@ -174,9 +194,12 @@ class HotlineTwilioInput(InputChannel):
                 logger.warning("signed webhook without a usable %s", error)
                 return response.text("bad request", status=400)
             remember(message.address, message.body, *(item["url"] for item in message.media))
-            new, _ = await runtime.store.call(runtime.store.accept, message.sid, message.address,
-                                             message.hotline_number, message.body, message.media)
-            if new:
+            accepted, refusal = await runtime.stored(lambda: runtime.store.call(
+                runtime.store.accept, message.sid, message.address, message.hotline_number,
+                message.body, message.media))
+            if refusal:
+                return refusal
+            if accepted[0]:
                 runtime.dispatcher.wake.set()
             return response.text(EMPTY_TWIML, content_type="text/xml")
 
@@ -189,8 +212,8 @@ class HotlineTwilioInput(InputChannel):
             if not sid or not state:
                 return response.text("bad request", status=400)
             code = params.get("ErrorCode")
-            await runtime.store.call(runtime.store.record_delivery, sid, state,
-                                    int(code) if code and code.isdigit() else None)
-            return response.text("", status=204)
+            _, refusal = await runtime.stored(lambda: runtime.store.call(
+                runtime.store.record_delivery, sid, state, int(code) if code and code.isdigit() else None))
+            return refusal or response.text("", status=204)
 
         return hook

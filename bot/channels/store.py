@@ -527,6 +527,13 @@ def channel_activity(db, conv: str | None = None) -> tuple[dict[str, float], set
     return last, busy
 
 
+def waiting_or_unsent(conv_column) -> sa.sql.ClauseElement:
+    """Whether the conversation of ``conv_column`` has a message to process or to send (SQL)."""
+    return sa.or_(
+        sa.exists().where(inbound.c.conversation_id == conv_column, inbound.c.status.in_(WAITING)),
+        sa.exists().where(outbox.c.conversation_id == conv_column, outbox.c.status.in_(UNSENT)))
+
+
 def erase_orphan_deliveries(db, before: float, dry_run: bool = False) -> int:
     """Delivery events older than ``before`` for messages the outbox no longer has (status callbacks
     that came after their message was purged, or for messages sent elsewhere)."""

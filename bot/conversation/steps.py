@@ -19,6 +19,8 @@ SURE_LANGUAGE = 0.6
 NOT_ASKED = "not_asked"
 #: Values of the ``handoff`` slot. RETURNED: an agent had the conversation and handed it back.
 QUEUED, EMERGENCY, INFORMED, RETURNED = "queued", "emergency", "informed", "returned"
+#: The reason a case goes to the agents when the bot's actions cannot run.
+UNAVAILABLE = "bot_unavailable"
 #: What an agent can tell the bot they covered when handing a conversation back.
 COVERED = ("referrals", "rights", "safety_plan", "emergency")
 #: What the bot says after the opening for each intent, when the opening was already sent.
@@ -150,6 +152,15 @@ def no_agent_yet(slots: dict[str, Any]) -> Step:
     if slots.get("cover_active") or slots.get(questions().consent[-1]) == NO:
         return Step()
     return Step(["utter_no_agent_yet"])
+
+
+def bot_unavailable(slots: dict[str, Any]) -> Step:
+    """The bot's actions cannot run (its action server is down or failing): a person reads the
+    texter's messages instead. The texter is told so in their language, with 911 for danger now,
+    rather than meeting silence; not when the phone may be read (cover mode), where a message from
+    the hotline could put them at risk. The agents are told in every case."""
+    responses = [] if slots.get("cover_active") else ["utter_bot_unavailable"]
+    return Step(responses, escalate=UNAVAILABLE)
 
 
 def handback(covered: list[str]) -> dict[str, Any]:
