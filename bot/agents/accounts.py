@@ -30,7 +30,8 @@ ROLES = ("agent", "supervisor", "trainer")
 SESSION_SECONDS = 12 * 3600
 #: Without a request (or a sign of life from the console) for this long, the session ends.
 IDLE_SECONDS = 30 * 60
-#: ``last_seen_at`` is written at most this often per session: one UPDATE per request would be waste.
+#: ``last_seen_at`` is written at most this often per session (or a tenth of the idle limit when
+#: that is shorter): one UPDATE per request would be waste.
 TOUCH_EVERY = 15.0
 _hasher = PasswordHasher()
 #: Verified against when the username is unknown, so a wrong name takes as long as a wrong password.
@@ -70,6 +71,7 @@ class Accounts:
     def __init__(self, engine: Engine, idle: float | None = None) -> None:
         self.engine = engine
         self.idle = idle_from_env() if idle is None else idle
+        self.touch_every = min(TOUCH_EVERY, self.idle / 10)
         self.throttle = LoginThrottle(engine)
         migrate(engine)
 
@@ -124,7 +126,7 @@ class Accounts:
             row = db.execute(query).first()
         if row is None:
             return None
-        if touch and now - row.last_seen_at >= TOUCH_EVERY:
+        if touch and now - row.last_seen_at >= self.touch_every:
             self.touch(token, now)
         return Agent(row.id, row.username, row.role)
 

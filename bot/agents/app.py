@@ -421,22 +421,32 @@ async def list_outcomes(_request: web.Request) -> web.Response:
 
 
 async def live_socket(request: web.Request) -> web.WebSocketResponse:
-    """Live updates for as long as the session lasts; the console's activity messages keep an
-    agent who is at the desk (typing, clicking) from being logged out as idle."""
+    """Live updates for as long as the session lasts. The session is checked between messages
+    (here, not in a second task: a second task closing the socket races the handler's own close);
+    the console's activity messages keep an agent who is at the desk from being logged out."""
     hub: Hub = request.app[HUB]
     token = request.cookies.get(COOKIE, "")
+    every = min(30.0, hub.accounts.idle / 4)
     socket = web.WebSocketResponse(heartbeat=20)
     await socket.prepare(request)
     await hub.live.add(socket, request["agent"])
-    watch = asyncio.create_task(_close_when_session_ends(hub.accounts, token, socket))
     try:
-        async for message in socket:
-            if message.type == WSMsgType.TEXT and _is_activity(message.data):
-                await asyncio.to_thread(hub.accounts.touch, token)
-            elif message.type == WSMsgType.ERROR:
+        checked = time.monotonic()
+        while not socket.closed:
+            try:
+                message = await socket.receive(timeout=every)
+            except asyncio.TimeoutError:
+                message = None
+            if message is not None and message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                                                         WSMsgType.ERROR):
                 break
+            if message is not None and message.type == WSMsgType.TEXT and _is_activity(message.data):
+                await asyncio.to_thread(hub.accounts.touch, token)
+            if time.monotonic() - checked >= every:
+                checked = time.monotonic()
+                if await asyncio.to_thread(hub.accounts.session_agent, token, None, False) is None:
+                    await socket.close(code=SESSION_ENDED, message=b"session ended")
     finally:
-        watch.cancel()
         hub.live.remove(socket)
     return socket
 
@@ -446,15 +456,6 @@ def _is_activity(data: str) -> bool:
         return json.loads(data) == ACTIVITY
     except ValueError:
         return False
-
-
-async def _close_when_session_ends(accounts: Accounts, token: str, socket: web.WebSocketResponse) -> None:
-    """A console whose session ended (idle, end of shift, logged out) stops receiving cases."""
-    every = min(30.0, accounts.idle / 4)
-    while not socket.closed:
-        await asyncio.sleep(every)
-        if await asyncio.to_thread(accounts.session_agent, token, None, False) is None:
-            await socket.close(code=SESSION_ENDED, message=b"session ended")
 
 
 @lru_cache(maxsize=1)

@@ -153,6 +153,8 @@ class CaseBook:
         row = self._held_by(agent, case_id, allow_waiting=agent.role == "supervisor")
         if to.role == "trainer" and not row.training:
             raise CaseError(422, "Trainers take only training cases.")
+        if to.role == "agent" and row.training:  # it would vanish from its new holder's view
+            raise CaseError(422, "Training cases go to a trainer or a supervisor.")
         now = time.time()
         with self.engine.begin() as db:
             db.execute(cases.update().where(cases.c.id == case_id).values(
@@ -176,8 +178,9 @@ class CaseBook:
         row = self.row(agent, case_id)
         if row.status == CLOSED:
             raise CaseError(409, "This case is already closed.")
-        if row.status != OPEN and not _may_act(agent, row):
-            raise CaseError(403, f"{row.assigned_to} has this case; only they or a supervisor can close it.")
+        if not _may_act(agent, row):  # as the console offers it: a waiting case is taken before it is closed
+            holder = f"{row.assigned_to} has this case" if row.assigned_to else "Take the case first"
+            raise CaseError(403, f"{holder}; only its holder or a supervisor can close it.")
         now = time.time()
         with self.engine.begin() as db:
             db.execute(cases.update().where(cases.c.id == case_id).values(
