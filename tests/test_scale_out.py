@@ -73,6 +73,32 @@ def test_a_conversation_delivered_to_both_replicas_is_worked_one_message_at_a_ti
     assert [message.body for message in taken] == ["m1"]
 
 
+def at_once(replicas, sids: list[str], address: str) -> list[bool]:
+    """Both replicas store a message from ``address`` at the same moment; whether each was new."""
+    barrier = threading.Barrier(2)
+
+    def store(index: int) -> bool:
+        barrier.wait()
+        return replicas[index].accept(sids[index], address, HOTLINE, f"message {index}", [])[0]
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(store, (0, 1)))
+
+
+def test_a_new_texters_first_messages_stored_by_both_replicas_at_once_are_both_kept(replicas):
+    for attempt in range(20):
+        sids = [f"SM{attempt:016x}{index:016x}" for index in (0, 1)]
+        assert at_once(replicas, sids, f"+1514556{attempt:04d}") == [True, True]
+
+
+def test_the_same_message_stored_by_both_replicas_at_once_is_kept_once(replicas):
+    for attempt in range(20):
+        sid = f"SM{attempt:032x}"
+        assert sorted(at_once(replicas, [sid, sid], f"+1514557{attempt:04d}")) == [False, True]
+    with replicas[0].engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(inbound)).scalar() == 20
+
+
 def test_a_live_replicas_claim_is_renewed_and_a_dead_ones_taken_over(replicas):
     live, other = replicas
     start = time.time()

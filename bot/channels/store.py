@@ -28,6 +28,7 @@ from typing import Callable, TypeVar
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from bot.channels.config import WHATSAPP_WINDOW
@@ -145,6 +146,12 @@ def random_training_number() -> str:
     return f"+1{random.randint(201, 989)}55501{random.randint(0, 99):02d}"
 
 
+def upsert(db, table: sa.Table):
+    """``INSERT ... ON CONFLICT`` for the database in use (PostgreSQL and SQLite both have it)."""
+    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
 def conversation_id(keys: Keys, address: str) -> str:
     """Rasa's sender id for an address: channel + keyed hash, so trackers never hold the number."""
     prefix = "wa" if address.startswith("whatsapp:") else "sms"
@@ -182,25 +189,22 @@ class ChannelStore:
             if db.execute(sa.select(inbound.c.id).where(inbound.c.sid == sid)).first():
                 return False, conv
             self._touch_address(db, conv, address, hotline_number, now)
-            try:
-                db.execute(inbound.insert().values(
-                    sid=sid, conversation_id=conv, body_enc=self.keys.encrypt(body),
-                    media_enc=self.keys.encrypt(json.dumps(media)) if media else None,
-                    received_at=now, status="pending", attempts=0, next_attempt_at=now))
-            except sa.exc.IntegrityError:
-                return False, conv
-        return True, conv
+            stored = db.execute(upsert(db, inbound).values(
+                sid=sid, conversation_id=conv, body_enc=self.keys.encrypt(body),
+                media_enc=self.keys.encrypt(json.dumps(media)) if media else None,
+                received_at=now, status="pending", attempts=0, next_attempt_at=now,
+            ).on_conflict_do_nothing(index_elements=[inbound.c.sid])).rowcount
+        return bool(stored), conv
 
     def _touch_address(self, db, conv: str, address: str, hotline_number: str, now: float) -> None:
-        updated = db.execute(addresses.update().where(addresses.c.conversation_id == conv).values(
-            last_inbound_at=now, hotline_number=hotline_number,
-            address_enc=self.keys.encrypt(address))).rowcount
-        if not updated:
-            db.execute(addresses.insert().values(
-                conversation_id=conv, channel=channel_of(conv),
-                address_enc=self.keys.encrypt(address), hotline_number=hotline_number,
-                opted_out=False, last_inbound_at=now, created_at=now,
-                training=is_training_address(address)))
+        """One statement, so that two replicas storing a new texter's first messages at the same
+        moment both succeed (an update-then-insert failed one of them with a duplicate key)."""
+        latest = {"last_inbound_at": now, "hotline_number": hotline_number,
+                  "address_enc": self.keys.encrypt(address)}
+        db.execute(upsert(db, addresses).values(
+            conversation_id=conv, channel=channel_of(conv), opted_out=False, created_at=now,
+            training=is_training_address(address), **latest,
+        ).on_conflict_do_update(index_elements=[addresses.c.conversation_id], set_=latest))
 
     def claim_inbound(self, limit: int = 20, now: float | None = None) -> list[Inbound]:
         """Claim the oldest waiting message of each conversation that has nothing earlier in flight."""
