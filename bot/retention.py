@@ -246,19 +246,33 @@ def project_activity(engine: Engine, conv: str | None = None) -> tuple[dict[str,
     return last, blocked
 
 
-def _erase_expired_leftovers(engine: Engine, before: float, dry_run: bool) -> Counter:
-    """Cases closed before ``before`` in conversations still going on (the conversation's own
-    purge waits until it is quiet), and delivery events whose message is gone."""
-    closed = sa.and_(handoff_requests.c.status == CLOSED,
-                     sa.func.coalesce(handoff_requests.c.closed_at, handoff_requests.c.updated_at) < before)
-    rows = [(case_notes, case_notes.c.case_id.in_(sa.select(handoff_requests.c.id).where(closed))),
-            (handoff_requests, closed)]
+def _closed_long_ago(before: float) -> sa.sql.ClauseElement:
+    """Cases closed before ``before`` in conversations that nothing holds (no active case, no
+    message waiting), though the texter may have written since."""
+    cases, other = handoff_requests, handoff_requests.alias("other")
+    active = sa.exists().where(other.c.conversation_id == cases.c.conversation_id, other.c.status.in_(ACTIVE))
+    return sa.and_(cases.c.status == CLOSED, sa.func.coalesce(cases.c.closed_at, cases.c.updated_at) < before,
+                   ~active, ~channel.waiting_or_unsent(cases.c.conversation_id))
+
+
+def _erase_expired_leftovers(engine: Engine, before: float, dry_run: bool, purged: set[str]) -> Counter:
+    """Cases closed long ago in conversations still going on (the conversation's own purge waits
+    until it is quiet), with their notes, and delivery events whose message is gone. A dry run
+    leaves out the conversations it counted as purged already (``purged``)."""
+    closed = _closed_long_ago(before)
     with engine.begin() as db:
         if dry_run:
-            counts = Counter({table.name: db.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar()
-                              for table, where in rows})
+            notes = case_notes.join(handoff_requests, case_notes.c.case_id == handoff_requests.c.id)
+            counts = Counter()
+            for table, source in ((handoff_requests, handoff_requests), (case_notes, notes)):
+                per_conversation = db.execute(sa.select(handoff_requests.c.conversation_id, sa.func.count())
+                                              .select_from(source).where(closed)
+                                              .group_by(handoff_requests.c.conversation_id))
+                counts[table.name] = sum(n for conv, n in per_conversation if conv not in purged)
         else:
-            counts = Counter({table.name: db.execute(table.delete().where(where)).rowcount for table, where in rows})
+            cases = sa.select(handoff_requests.c.id).where(closed).scalar_subquery()
+            counts = Counter({case_notes.name: db.execute(case_notes.delete().where(case_notes.c.case_id.in_(cases))).rowcount})
+            counts[handoff_requests.name] = db.execute(handoff_requests.delete().where(closed)).rowcount
         counts[channel.delivery_events.name] += channel.erase_orphan_deliveries(db, before, dry_run)
     return counts
 
@@ -266,21 +280,24 @@ def _erase_expired_leftovers(engine: Engine, before: float, dry_run: bool) -> Co
 class Purger:
     """The retention purge: every conversation with no active case and no message waiting, quiet
     for ``days`` (no message either way, no case change), is erased like a deletion request; a case
-    closed more than ``days`` ago goes even when its conversation has started again. Each
+    closed more than ``days`` ago goes even when the texter has written since, unless something
+    holds the conversation. Each
     conversation is checked again under Rasa's lock just before it is erased, so a texter who
     writes at that moment keeps their conversation."""
 
-    def __init__(self, engine: Engine, tracker_store, lock_store, days: float) -> None:
+    def __init__(self, engine: Engine, tracker_store, lock_store, days: float,
+                 every: float = PURGE_EVERY, first_after: float = FIRST_PURGE_AFTER) -> None:
         self.engine, self.tracker_store, self.lock_store, self.days = engine, tracker_store, lock_store, days
+        self.every, self.first_after = every, first_after
 
-    async def run(self, every: float = PURGE_EVERY, first_after: float = FIRST_PURGE_AFTER) -> None:
-        await asyncio.sleep(first_after)
+    async def run(self) -> None:
+        await asyncio.sleep(self.first_after)
         while True:
             try:
                 await self.purge()
             except Exception:  # noqa: BLE001 - a failed purge must not stop the next ones
-                logger.exception("retention purge failed; tried again in %.0f s", every)
-            await asyncio.sleep(every)
+                logger.exception("retention purge failed; tried again in %.0f s", self.every)
+            await asyncio.sleep(self.every)
 
     async def purge(self, dry_run: bool = False, now: float | None = None) -> Counter:
         """Counts per table of what was deleted (or would be, in a dry run), and conversations."""
@@ -288,10 +305,10 @@ class Purger:
         last, blocked = await self._activity(None)
         old = sorted(conv for conv, at in last.items() if at < cutoff)
         counts = Counter({KEPT: sum(conv in blocked for conv in old)})
-        for conv in old:
-            if conv not in blocked:
-                counts += await self._purge_one(conv, cutoff, dry_run)
-        counts += await asyncio.to_thread(_erase_expired_leftovers, self.engine, cutoff, dry_run)
+        due = [conv for conv in old if conv not in blocked]
+        for conv in due:
+            counts += await self._purge_one(conv, cutoff, dry_run)
+        counts += await asyncio.to_thread(_erase_expired_leftovers, self.engine, cutoff, dry_run, set(due))
         logger.info("retention purge (%s days%s): %s", f"{self.days:g}", ", dry run" if dry_run else "",
                     ", ".join(f"{name} {n}" for name, n in sorted(counts.items()) if n) or "nothing")
         return counts

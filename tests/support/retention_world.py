@@ -28,7 +28,7 @@ from bot.replay.record import save
 from bot.retention import DeletionRequests
 from bot.storage import make_engine
 from bot.trackers import EncryptedSQLTrackerStore
-from tests.support.privacy_scan import Trace
+from tests.support.privacy_scan import Trace, census
 from tests.test_channel import new_database
 
 HOTLINE = "+15145550000"
@@ -177,3 +177,21 @@ class Texter:
             self.says("he came back and locked the door", ["Someone from the hotline will text you soon."], now=now)
             self.send_all(now)
             self.escalates()
+
+
+def age(world: World, trace: Trace, days: float) -> None:
+    """Time passes for one conversation: every time in every row that holds something of it
+    (found by the same scan as the proofs) moves ``days`` into the past."""
+    seconds = days * 86_400
+    for engine in world.engines():
+        inspector = sa.inspect(engine)
+        found = census([engine], world.keys, trace)
+        for name, table_rows in found.items():
+            table = sa.Table(name, sa.MetaData(), autoload_with=engine)
+            key = inspector.get_pk_constraint(name)["constrained_columns"]
+            times = {c.name: c - seconds for c in table.columns if isinstance(c.type, sa.Float)}
+            columns = [c.name for c in table.columns]
+            with engine.begin() as db:
+                for row in table_rows:
+                    values = dict(zip(columns, row))
+                    db.execute(table.update().where(*(table.c[k] == values[k] for k in key)).values(**times))
