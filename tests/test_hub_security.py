@@ -33,7 +33,7 @@ from bot import DATA_DIR, PROJECT_ROOT
 from bot.agents.accounts import SESSION_SECONDS, Accounts
 from bot.agents.app import (BACKGROUND_HEADER, COOKIE, CSRF_HEADER, CSRF_VALUE, OPENAPI, SESSION_ENDED, Hub,
                             make_app)
-from bot.agents.cases import CaseBook
+from bot.agents.cases import CaseBook, outcomes
 from bot.agents.handoff import SqlHandoffQueue
 from bot.agents.live import Live
 from bot.agents.practice import PracticeTexter
@@ -42,6 +42,7 @@ from bot.agents.security import SECURITY_HEADERS, WebSecurity
 from bot.agents.summary import build_summary
 from bot.agents.tables import audit_log
 from bot.channels.store import ChannelStore
+from bot.conversation.steps import COVERED
 from bot.privacy import Keys
 from bot.storage import make_engine
 from tests.conftest import free_port
@@ -498,13 +499,18 @@ class MatrixWorld:
         self.passwords = {name: world.hub.accounts.add(name, role) for name, role in
                           (("al", "agent"), ("sue", "supervisor"), ("tom", "trainer"), ("oz", "agent"),
                            ("zed", "agent"), ("coach", "trainer"))}
-        self.clients: dict[str, TestClient] = {}
+        self.clients: dict[str, aiohttp.ClientSession] = {}
 
-    async def client(self, role: str, fresh: bool = False) -> TestClient:
+    def _new_client(self) -> aiohttp.ClientSession:
+        """A client with its own cookies (closing a TestClient would stop the shared server)."""
+        return aiohttp.ClientSession(base_url=self.world.client.make_url("/"),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def client(self, role: str, fresh: bool = False) -> aiohttp.ClientSession:
         if role == "anonymous":
-            return TestClient(self.world.client.server)
+            return self._new_client()
         if fresh or role not in self.clients:
-            client = TestClient(self.world.client.server)
+            client = self._new_client()
             name = USERS[role]
             response = await client.post("/api/login", json={"username": name, "password": self.passwords[name]},
                                          headers=HEADERS)
@@ -552,8 +558,8 @@ class MatrixWorld:
                 name = USERS.get(role, "nobody")
                 body = {"username": name, "password": self.passwords.get(name, "wrong")}
             headers = HEADERS if call.method == "POST" else {}
-            response = await client.request(call.method, path, json=body, headers=headers)
-            return response.status
+            async with client.request(call.method, path, json=body, headers=headers) as response:
+                return response.status
         finally:
             if role == "anonymous" or call.fresh_session:
                 await client.close()
@@ -606,8 +612,12 @@ async def test_openapi_describes_every_route_and_nothing_else(world):
     assert set(ours["properties"]) - {"schema_errors"} <= set(summary["properties"])
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if method == "post" and path != "/healthz":
+            if method == "post":
                 assert any("csrf" in requirement for requirement in operation.get("security", [])), path
+    bodies = {path: item["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+              for path, item in document["paths"].items() if path.endswith(("/close", "/handback"))}
+    assert bodies["/api/cases/{case_id}/close"]["outcome"]["enum"] == [item["id"] for item in outcomes()]
+    assert tuple(bodies["/api/cases/{case_id}/handback"]["covered"]["items"]["enum"]) == COVERED
 
 
 async def test_openapi_is_served_to_logged_in_callers_only(world):
@@ -634,8 +644,9 @@ def fuzz_venv() -> Path:
         return schemathesis
     shutil.rmtree(FUZZ_VENV, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(FUZZ_VENV)], check=True)
-    subprocess.run([str(FUZZ_VENV / "bin" / "pip"), "install", "--quiet", "--no-deps", "-r", str(FUZZ_REQUIREMENTS)],
-                   check=True)
+    pip = subprocess.run([str(FUZZ_VENV / "bin" / "pip"), "install", "--quiet", "--no-deps", "-r", str(FUZZ_REQUIREMENTS)],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-3000:]
     stamp.write_text(wanted)
     return schemathesis
 
@@ -690,14 +701,15 @@ values = ["zed", "fuzzer"]
 [parameters]
 "path.case_id" = {{ dictionary = "cases", probability = 0.5 }}
 "path.username" = {{ dictionary = "agents", probability = 0.5 }}
+"body.to" = {{ dictionary = "agents", probability = 0.5 }}
 """)
         report = tmp_path / "report.json"
         command = [str(schemathesis), "--config-file", str(config), "run", str(OPENAPI), "--url", base,
                    "--header", f"Cookie: {COOKIE}={cookie}", "--header", f"{CSRF_HEADER}: {CSRF_VALUE}",
                    "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                               "response_schema_conformance",
+                               "response_schema_conformance,ignored_auth",
                    "--exclude-path", "/api/logout", "--exclude-path", "/api/live",
-                   "--max-examples", "25", "--seed", "8", "--workers", "1", "--phases", "examples,coverage,fuzzing",
+                   "--max-examples", "150", "--seed", "8", "--workers", "1", "--phases", "examples,coverage,fuzzing",
                    "--report", "json", "--report-json-path", str(report), "--no-color",
                    "--generation-database", "none", "--request-timeout", "30"]
         started = time.monotonic()
