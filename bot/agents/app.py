@@ -34,6 +34,7 @@ from bot.agents.summary import schema_errors
 from bot.channels.segments import TWILIO_BODY_LIMIT, describe
 from bot.channels.store import ChannelStore
 from bot.conversation.steps import COVERED, handback
+from bot.log_redaction import install as redact_logs, remember
 from bot.privacy import default_keys
 from bot.settings import Settings, secret
 from bot.storage import database_url, make_engine
@@ -342,8 +343,9 @@ async def close(request: web.Request) -> web.Response:
 
 async def add_note(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
-    note = await asyncio.to_thread(hub.book.add_note, request["agent"], request.match_info["case_id"],
-                                   _text(await _json(request), "text"))
+    text = _text(await _json(request), "text")
+    remember(text)
+    note = await asyncio.to_thread(hub.book.add_note, request["agent"], request.match_info["case_id"], text)
     await hub.live.changed()
     return web.json_response(note, status=201)
 
@@ -354,6 +356,7 @@ async def reply(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     agent: Agent = request["agent"]
     text = _text(await _json(request), "text").strip()
+    remember(text)
     if not text:
         raise CaseError(422, "The reply is empty.")
     if len(text) > TWILIO_BODY_LIMIT:
@@ -550,6 +553,7 @@ def run_hub() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # access lines name case ids only, still noise
+    redact_logs()
     web.run_app(make_app(build_hub(settings)), host=settings.bind, port=settings.hub_port, print=None)
 
 
