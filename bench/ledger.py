@@ -47,6 +47,7 @@ class Audit:
     resent: int = 0
     turns_twice: int = 0
     out_of_order: list[str] = field(default_factory=list)
+    retried: int = 0
     first_reply: list[float] = field(default_factory=list)
 
     @property
@@ -61,10 +62,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def channel_rows(engine: Engine) -> tuple[dict[str, str], list]:
-    """Inbound turn status by MessageSid, and every outbox row (id order): ids and states only."""
+def channel_rows(engine: Engine) -> tuple[dict[str, tuple[str, int]], list]:
+    """Inbound turn status and attempts by MessageSid, and every outbox row (id order): ids and
+    states only."""
     with engine.connect() as db:
-        states = dict(db.execute(sa.select(inbound.c.sid, inbound.c.status)).all())
+        states = {row.sid: (row.status, row.attempts) for row in db.execute(
+            sa.select(inbound.c.sid, inbound.c.status, inbound.c.attempts))}
         rows = db.execute(sa.select(outbox.c.id, outbox.c.key, outbox.c.conversation_id,
                                     outbox.c.status, outbox.c.twilio_sid).order_by(outbox.c.id)).all()
     return states, rows
@@ -89,7 +92,9 @@ def audit(sent: list[Sent], engine: Engine, phones: list[dict], trackers: dict[s
         result.accepted += 1
         reached = [delivered[row.twilio_sid] for row in replies[message.sid]
                    if row.twilio_sid in delivered]
-        if states.get(message.sid) == "done" and reached:
+        status, attempts = states.get(message.sid, ("missing", 0))
+        result.retried += attempts > 0
+        if status == "done" and reached:
             result.answered += 1
             result.first_reply.append(min(m["created"] for m in reached) - message.at)
         else:

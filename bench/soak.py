@@ -19,17 +19,18 @@ message and posts it to the webhook as Twilio does; messages leave at ``--rate``
 all, evenly spaced, whether or not the previous ones were answered. A texter whose script ends
 starts a new conversation from a new number. Faults, at half time:
 
-- ``kill-rasa``: ``kill -9`` of one Rasa replica, started again at once (it is back when its model
-  is loaded); the balancer sends the webhooks to the other meanwhile, and the work the killed one
-  had claimed is taken over when its lease ends (``HOTLINE_CLAIM_LEASE``, 30 s);
+- ``kill-rasa``: ``kill -9`` of one Rasa replica while it works on a turn (it waits up to 20 s to
+  see one of the messages the balancer gave it in progress), started again at once (it is back
+  when its model is loaded); the balancer sends the webhooks to the other meanwhile, and the work
+  the killed one had claimed is taken over when its lease ends (``HOTLINE_CLAIM_LEASE``, 30 s);
 - ``twilio-500``: the stand-in answers every API call with HTTP 500 for ``--fault-seconds``;
 - ``none``.
 
 Then it waits until every accepted message's turn is over and every reply sent, and reports
-(``bench.ledger``): messages sent, accepted, answered, lost, duplicated, out of order; the first
-reply's latency p50/p95 (from sending to the stand-in receiving it); and each process's resident
-memory (``/proc/<pid>/status`` VmRSS with its children) when ready, after the first minute of load,
-just before the fault and at the end. Exit status 1 when anything was lost, duplicated or out of
+(``bench.ledger``): messages sent, accepted, answered, lost, duplicated, out of order, turns tried
+more than once; the first reply's latency p50/p95 (from sending to the stand-in receiving it); and
+each process's resident memory (``/proc/<pid>/status`` VmRSS with its children) when ready, after
+the first minute of load, just before the fault and at the end. Exit status 1 when anything was lost, duplicated or out of
 order, 2 when the stack could not be started.
 """
 from __future__ import annotations
@@ -62,6 +63,8 @@ from bot.training import latest_model  # noqa: E402
 
 FAULTS = ("kill-rasa", "twilio-500", "none")
 GOLDEN = ROOT / "data" / "replay" / "golden"
+#: Seconds the kill-rasa fault waits for the victim to be working on a turn before it kills anyway.
+KILL_WAIT = 20.0
 #: Memory samples, in the order they are taken.
 MOMENTS = ("ready", "warm", "fault", "end")
 
@@ -158,8 +161,10 @@ async def inject(fault: str, seconds: float, cluster: Cluster | None, target: Ta
                  session: aiohttp.ClientSession, run: Run, started: float) -> None:
     if fault == "kill-rasa":
         victim = cluster.rasa_names[-1]
+        busy = await victim_busy(cluster, session, cluster.rasa_names.index(victim), KILL_WAIT)
         cluster.kill(victim)
-        run.note(started, f"fault: kill -9 {victim}; starting it again")
+        run.note(started, f"fault: kill -9 {victim} ({'while' if busy else 'not seen'} working on a turn);"
+                          " starting it again")
         killed = time.monotonic()
         await asyncio.to_thread(cluster.restart, victim)
         target.pids[victim] = cluster.pid(victim)
@@ -171,6 +176,30 @@ async def inject(fault: str, seconds: float, cluster: Cluster | None, target: Ta
         await asyncio.sleep(seconds)
         await set_faults(session, target, 0)
         run.note(started, "fault over: the stand-in answers normally")
+
+
+async def victim_busy(cluster: Cluster, session: aiohttp.ClientSession, replica: int,
+                      wait: float) -> bool:
+    """Wait (at most ``wait`` s) until a message the balancer gave ``replica`` is being worked on,
+    so that the kill interrupts a turn; True if one was seen."""
+    engine = make_engine(cluster.database_url)
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline:
+            async with session.get(cluster.url("balancer", "/balancer/stats")) as reply:
+                routes = (await reply.json())["routes"]
+            if set(await asyncio.to_thread(in_progress, engine)) & {
+                    sid for sid, index in routes.items() if index == replica}:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+    finally:
+        engine.dispose()
+
+
+def in_progress(engine) -> list[str]:
+    with engine.connect() as db:
+        return list(db.execute(sa.select(inbound.c.sid).where(inbound.c.status == "processing")).scalars())
 
 
 async def set_faults(session: aiohttp.ClientSession, target: Target, count: int) -> None:
@@ -252,6 +281,7 @@ def report(args: argparse.Namespace, result: Audit, run: Run) -> str:
         f"| lost (accepted, not answered) | {len(result.lost)} |",
         f"| duplicated (sent twice / turns run twice) | {result.duplicated} ({result.resent} / {result.turns_twice}) |",
         f"| conversations out of order | {len(result.out_of_order)} |",
+        f"| turns tried more than once (taken over, retried) | {result.retried} |",
         f"| first reply p50 / p95 / max | {ms(percentile(result.first_reply, 50))} / "
         f"{ms(percentile(result.first_reply, 95))} / {ms(max(result.first_reply, default=float('nan')))} |",
         f"| webhook answer via stand-in p50 / p95 | {ms(percentile(acks, 50))} / {ms(percentile(acks, 95))} |",
@@ -262,9 +292,9 @@ def report(args: argparse.Namespace, result: Audit, run: Run) -> str:
     for name, samples in run.memory.items():
         base = samples.get("restarted", samples.get("warm", 0))
         cells = [mib(samples.get(moment)) for moment in MOMENTS]
-        note = " (since restart)" if "restarted" in samples else ""
+        note = f" (since its restart at {mib(base)})" if "restarted" in samples else ""
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mib(samples.get('end', 0) - base)}{note} |")
-    return "\n".join(lines + ["", *run.events])
+    return "\n".join(lines)
 
 
 def ms(seconds: float) -> str:
@@ -380,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             "sent": result.sent, "accepted": result.accepted, "refused": result.refused,
             "answered": result.answered, "lost": len(result.lost), "resent": result.resent,
             "turns_twice": result.turns_twice, "out_of_order": len(result.out_of_order),
+            "retried": result.retried,
             "first_reply_p50": percentile(result.first_reply, 50),
             "first_reply_p95": percentile(result.first_reply, 95),
             "memory_kib": run.memory, "events": run.events}, indent=2))

@@ -325,15 +325,19 @@ def test_a_message_delivered_to_both_servers_at_once_is_processed_once(cluster, 
 
 
 @pytest.mark.slow
-def test_a_turn_longer_than_the_claim_lease_runs_once(tmp_path):
-    """A live process keeps its claim: a turn slower than ``HOTLINE_CLAIM_LEASE`` (here 2 s, the
-    echo dialogue takes 5 s) is not taken over and run a second time. The echo dialogue numbers
-    each turn it runs, so the next message's reply shows how many turns ran before it."""
+def test_turns_longer_than_the_claim_lease_run_once(tmp_path):
+    """A live process keeps its claims: turns slower than ``HOTLINE_CLAIM_LEASE`` (here 2 s; the
+    echo dialogue takes 5 s) are not taken over and run again, also while every one of the
+    process's turn slots is busy (4 texters, ``HOTLINE_TURN_CONCURRENCY`` 4). The echo dialogue
+    numbers the turns it ran per texter, so each next reply shows how many ran before it."""
     from tests.channel_rig import Rig
 
-    with Rig(home=tmp_path, delay=5.0).running() as rig:
-        sender = "+14385550777"
-        rig.text(sender, "slow")
-        assert rig.replies(sender, 1, timeout=30) == ["echo 1: slow"]
-        rig.text(sender, "next")
-        assert rig.replies(sender, 2, timeout=30) == ["echo 1: slow", "echo 2: next"]
+    texters = [f"+143855507{n:02d}" for n in range(4)]
+    with Rig(home=tmp_path, delay=5.0, extra_env={"HOTLINE_TURN_CONCURRENCY": "4"}).running() as rig:
+        for texter in texters:
+            rig.text(texter, "slow")
+        for texter in texters:
+            assert rig.replies(texter, 1, timeout=30) == ["echo 1: slow"]
+            rig.text(texter, "next")
+        for texter in texters:
+            assert rig.replies(texter, 2, timeout=30) == ["echo 1: slow", "echo 2: next"]
