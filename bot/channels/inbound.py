@@ -208,8 +208,7 @@ class Dispatcher(ClaimLoop):
                 self.database.down(error)
                 self.unsure.add(message.sid)
                 await persist(lambda: self.store.call(self.store.hold_inbound, message,
-                                                      self.config.retry_base, []),
-                              self.database, self.config.lease * 0.8)
+                                                      self.config.retry_base, []), self.database)
                 return
             logger.exception("turn of inbound message %s failed", message.id)
             delay = self.config.backoff(message.attempts + 1)

@@ -70,10 +70,10 @@ class Outage:
             self.since = None
 
 
-async def persist(write: Callable[[], Awaitable[T]], outage: Outage, give_up_after: float) -> T | None:
-    """Retry ``write`` while the database is unavailable, for at most ``give_up_after`` seconds
-    (after that a claim's lease has run out and the work goes back to the queue anyway)."""
-    deadline = time.monotonic() + give_up_after
+async def persist(write: Callable[[], Awaitable[T]], outage: Outage) -> T:
+    """Retry ``write`` while the database is unavailable, until it succeeds. Giving up is no
+    option: this process renews the leases of everything it has claimed while it lives, so work
+    left claimed would never be taken over (a stopped process's claims are, after the lease)."""
     while True:
         try:
             result = await write()
@@ -81,8 +81,6 @@ async def persist(write: Callable[[], Awaitable[T]], outage: Outage, give_up_aft
             if not database_unavailable(error):
                 raise
             outage.down(error)
-            if time.monotonic() + RETRY_EVERY > deadline:
-                return None
             await asyncio.sleep(RETRY_EVERY)
         else:
             outage.up()

@@ -70,11 +70,10 @@ class Sender(ClaimLoop):
 
     async def _mark(self, message_id: int, status: str, twilio_sid: str | None = None,
                     error_code: int | None = None, retry_at: float | None = None) -> None:
-        """Record a send's result, waiting out a database outage (within the claim's lease): a send
-        Twilio accepted but not recorded would be sent again once the claim ran out."""
+        """Record a send's result, waiting out a database outage: a send Twilio accepted but not
+        recorded would be sent again by whoever took the message over."""
         await persist(lambda: self.store.call(self.store.mark_outgoing, message_id, status, twilio_sid,
-                                              error_code, retry_at),
-                      self.database, self.config.lease * 0.8)
+                                              error_code, retry_at), self.database)
 
     async def close(self) -> None:
         session = getattr(self.client.http_client, "session", None)
