@@ -192,8 +192,8 @@ def open_case(stack: Processes, texter: Texter) -> dict | None:
     engine.dispose()
     if row is None:
         return None
-    return {"id": row.id, "status": row.status, "reason": row.reason,
-            **json.loads(stack.keys.decrypt(row.summary_enc))}
+    return {**json.loads(stack.keys.decrypt(row.summary_enc)), "id": row.id, "status": row.status,
+            "reason": row.reason}
 
 
 def retried_until_accepted(texter: Texter, text: str, statuses: list[int], timeout: float = 300) -> threading.Thread:
