@@ -150,7 +150,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         return 2
     try:
         purger = open_purger(args.days)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, NotImplementedError) as error:
         print(f"hotline purge: {error}", file=sys.stderr)
         return 2
     counts = asyncio.run(purger.purge(dry_run=args.dry_run))

@@ -150,10 +150,13 @@ def _remove_recordings(rows, dry_run: bool) -> int:
 # Erasing one conversation ------------------------------------------------------------------
 
 def _tracker_store(tracker_store):
-    """Rasa's SQL or in-memory tracker store inside its wrappers (``AwaitableTrackerStore``)."""
+    """Rasa's SQL or in-memory tracker store inside its wrappers (the agent's is a
+    ``FailSafeTrackerStore`` around an ``AwaitableTrackerStore`` around the configured one)."""
     from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore
 
-    inner = getattr(tracker_store, "_tracker_store", tracker_store)
+    inner = tracker_store
+    while hasattr(inner, "_tracker_store"):
+        inner = inner._tracker_store
     if not isinstance(inner, (SQLTrackerStore, InMemoryTrackerStore)):
         raise NotImplementedError(f"cannot delete from {type(inner).__name__}: use an SQL tracker store")
     return inner
@@ -385,7 +388,7 @@ def open_purger(days: float | None = None, env: Mapping[str, str] | None = None)
     settings = Settings.from_env(dict(os.environ if env is None else env))
     days = retention_days(env) if days is None else days
     trackers = create_tracker_store(EndpointConfig.from_dict(tracker_store(settings)))
-    if not isinstance(getattr(trackers, "_tracker_store", trackers), SQLTrackerStore):
+    if not isinstance(_tracker_store(trackers), SQLTrackerStore):
         raise RuntimeError("the tracker store did not load (Rasa fell back to memory); check DATABASE_URL and HOTLINE_HOME")
     lock = lock_store(settings)
     locks = LockStore.create(EndpointConfig.from_dict(lock)) if lock else InMemoryLockStore()

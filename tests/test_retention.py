@@ -136,8 +136,7 @@ def test_delete_erases_the_conversation_from_every_table_and_nothing_of_another(
     files = {path: path.exists() for path in (hotline.home / "recorded").iterdir()}
     assert len(files) == 2 and all(files.values())
 
-    eraser = Eraser(hotline.requests, SimpleNamespace(lock_store=hotline.locks, tracker_store=hotline.trackers),
-                    hotline.channel)
+    eraser = Eraser(hotline.requests, hotline.agent(), hotline.channel)
     [request] = hotline.requests.pending()
     assert not asyncio.run(eraser.erase(request))  # the confirmation is not sent yet
     assert outbox_bodies(hotline, gone.conv)[-1] == ("queued", gone.trace.texts[-1])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -32,7 +31,8 @@ def hotline(request, tmp_path):
 
 
 def purger(hotline, **kwargs) -> Purger:
-    return Purger(hotline.engine, hotline.trackers, hotline.locks, DAYS, **kwargs)
+    agent = hotline.agent()  # as in the Rasa server process
+    return Purger(hotline.engine, agent.tracker_store, agent.lock_store, DAYS, **kwargs)
 
 
 def purge(hotline, dry_run: bool = False):
@@ -174,8 +174,7 @@ def test_the_rasa_servers_job_purges_every_hour_beside_deletion_requests(hotline
     age(hotline, old.trace, DAYS + 1)
     hotline.requests.request(gone.conv)
     [kept_before] = everything(hotline, kept)
-    agent = SimpleNamespace(lock_store=hotline.locks, tracker_store=hotline.trackers)
-    eraser = Eraser(hotline.requests, agent, hotline.channel, poll=0.05,
+    eraser = Eraser(hotline.requests, hotline.agent(), hotline.channel, poll=0.05,
                     purger=purger(hotline, every=0.2, first_after=0.0))
 
     async def for_a_while() -> None:

@@ -10,11 +10,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from rasa.core.lock_store import InMemoryLockStore
+from rasa.core.tracker_store import AwaitableTrackerStore, FailSafeTrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -53,6 +55,12 @@ class World:
     def engines(self) -> list[sa.engine.Engine]:
         """The databases to scan: one on PostgreSQL, the project's and the trackers' on SQLite."""
         return [self.engine] if self.url == self.tracker_url else [self.engine, self.trackers.engine]
+
+    def agent(self):
+        """What the Eraser gets from Rasa's agent: its lock store, and the tracker store wrapped as
+        Rasa wraps it (``FailSafeTrackerStore`` around ``AwaitableTrackerStore``)."""
+        return SimpleNamespace(lock_store=self.locks,
+                               tracker_store=FailSafeTrackerStore(AwaitableTrackerStore(self.trackers)))
 
     def env(self) -> dict[str, str]:
         """The environment a ``hotline`` command needs to use this storage and these keys."""
