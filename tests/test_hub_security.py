@@ -718,3 +718,43 @@ values = ["zed", "fuzzer"]
     summary = result.stdout[-6000:]
     print(summary, f"\nschemathesis took {took:.0f} s")
     assert result.returncode == 0, summary + result.stderr[-3000:]
+
+
+# The console in a real browser ----------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_console_passes_its_own_origin_checks_and_a_supervisor_unlocks_a_login(tmp_path):
+    """Chromium against a hub process: the console's requests and live socket carry the browser's
+    Origin and pass; the headers break nothing on the page; the unlock form lets an agent back in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_simulator_browser import CHROMIUM
+
+    database = f"sqlite:///{tmp_path / 'hotline.db'}"
+    accounts = Accounts(make_engine(database))
+    supervisor, agent = accounts.add("sol", "supervisor"), accounts.add("ray", "agent")
+    with hub_process(tmp_path, None) as base:
+        for n in range(5):
+            post_login(base, "ray", f"wrong-{n}")
+        assert post_login(base, "ray", agent)[0] == 429
+        problems: list[str] = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=["--no-sandbox"] if os.geteuid() == 0 else [])
+            page = browser.new_page()
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda message: message.type == "error" and "status of 401" not in message.text
+                    and problems.append(message.text))  # 401: GET /api/me before logging in
+            page.set_default_timeout(10_000)
+            page.goto(f"{base}/")
+            page.fill("#username", "sol")
+            page.fill("#password", supervisor)
+            page.click("#login")
+            expect(page.locator("#live-state")).to_have_text("Live")
+            page.fill("#unlock-name", "ray")
+            page.click("#unlock-start")
+            expect(page.locator("#status")).to_have_text("ray can log in again now.")
+            browser.close()
+        assert problems == []
+        assert post_login(base, "ray", agent)[0] == 200

@@ -171,7 +171,7 @@ function start() {
     "transcript", "reply-form", "reply-text", "segments", "window-note", "send", "notes",
     "notes-empty", "note-form", "note-text", "transfer-form", "transfer-to", "handback-form",
     "handback-note", "close-form", "close-outcome", "close-note", "status", "practice-form",
-    "practice-script", "practice-start",
+    "practice-script", "practice-start", "unlock-form", "unlock-name", "unlock-start",
   ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), $(id)]));
 
   const state = {
@@ -322,6 +322,7 @@ function start() {
     ui.whoami.hidden = false;
     ui.whoami.textContent = `${me.username} (${me.role})`;
     renderEnableAlerts();
+    ui.unlockForm.hidden = me.role !== "supervisor";
     loadChoices();
     loadPractice();
     connectLive();
@@ -338,6 +339,7 @@ function start() {
     clearAlert();
     ui.queue.replaceChildren();
     ui.practiceForm.hidden = true;
+    ui.unlockForm.hidden = true;
     state.queueSignature = "";
     ui.replyText.value = "";
     closeCaseView();
@@ -406,6 +408,18 @@ function start() {
       }
     } catch (err) { reportError(err); }
   }
+
+  ui.unlockForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = ui.unlockName.value.trim();
+    if (!name) { setStatus("Type the agent's username first.", "error"); ui.unlockName.focus(); return; }
+    ui.unlockStart.disabled = true;
+    try {
+      await api(`/api/agents/${encodeURIComponent(name)}/unlock`, { method: "POST" });
+      ui.unlockName.value = "";
+      setStatus(`${name} can log in again now.`);
+    } catch (err) { reportError(err); } finally { ui.unlockStart.disabled = false; }
+  });
 
   ui.practiceForm.addEventListener("submit", async (event) => {
     event.preventDefault();
