@@ -192,10 +192,17 @@ class LanguageLexicon:
     def _bounded(self, text: str, start: int, end: int, prefix: bool) -> bool:
         if self.boundary == "none":
             return True
-        starts_word = start == 0 or not text[start - 1].isalnum()
+        starts_word = start == 0 or not _word_character(text[start - 1])
         if prefix or self.boundary == "prefix":
             return starts_word
-        return starts_word and (end == len(text) or not text[end].isalnum())
+        return starts_word and (end == len(text) or not _word_character(text[end]))
+
+
+def _word_character(char: str) -> bool:
+    """Letters, digits and the marks that belong to them. Devanagari and Gurmukhi vowel signs are
+    marks, not letters: without them "बेहोश" (unconscious, imminent) matched inside "बेहोशी"
+    (fainting spells) as a whole word (found by tests/test_fuzz_triage.py)."""
+    return char.isalnum() or unicodedata.category(char).startswith("M")
 
 
 def _build(directory: Path) -> dict[str, LanguageLexicon]:
@@ -255,6 +262,29 @@ def _write_private(path: Path, data: bytes) -> None:
         return
 
 
+def _blank(folded: str, spans: list[_Term]) -> str:
+    """The folded text with the spans (addresses) turned into spaces: a link is quoted text, not the
+    texter's situation, so no term, cue or age inside one is matched ("https://example.com/
+    outside-knife" alone raised the imminent alarm; found by tests/test_fuzz_triage.py). Spaces
+    keep every offset, and keep a link's dots from splitting a sentence."""
+    for span in spans:
+        folded = folded[:span.start] + " " * (span.end - span.start) + folded[span.end:]
+    return folded
+
+
+def _drop_spans_over(finding: Finding, spans: list[_Term]) -> None:
+    """Drop evidence reaching over an address (a pair whose terms lie on both sides of a link), and
+    keep the flags true to what is left: an alarm or a minor is only ever shown with its words."""
+    def clear(items: list[Evidence]) -> list[Evidence]:
+        return _dedupe([e for e in items if not any(_overlap(_Term(e.start, e.end), s) for s in spans)])
+
+    finding.evidence, finding.danger = clear(finding.evidence), clear(finding.danger)
+    finding.imminent = bool(finding.danger)
+    finding.minor = any(e.indicator == "MINOR" for e in finding.evidence)
+    if not finding.minor:
+        finding.age = None
+
+
 def _mostly_latin(text: str) -> bool:
     letters = [c for c in text if c.isalpha()]
     return bool(letters) and sum(c.isascii() for c in letters) >= 0.8 * len(letters)
@@ -304,6 +334,8 @@ class IndicatorExtractor:
         """Indicators in the text, using the lexicons of the given languages (in order)."""
         text = text or ""
         folded = fold(text)
+        urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
+        folded = _blank(folded, urls)
         finding = Finding()
         if not folded.strip():
             return finding
@@ -317,9 +349,7 @@ class IndicatorExtractor:
                 terms = {**terms, **{cue: terms.get(cue, []) + found[0].get(cue, []) for cue in CANCELLING}}
             secondary = index > 0 and lexicon is not self.lexicons.get("en")
             self._extract_one(lexicon, folded, terms, sentences, finding, english if secondary else set())
-        urls = [_Term(m.start(), m.end()) for m in URL.finditer(folded)]
-        finding.evidence = _dedupe([e for e in finding.evidence if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
-        finding.danger = _dedupe([e for e in finding.danger if not any(_overlap(_Term(e.start, e.end), u) for u in urls)])
+        _drop_spans_over(finding, urls)
         return finding
 
     def _extract_one(self, lexicon: LanguageLexicon, folded: str, found: dict[str, list[_Term]], sentences,
