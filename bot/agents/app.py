@@ -436,12 +436,8 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         checked = time.monotonic()
         while not socket.closed:
-            try:
-                message = await socket.receive(timeout=every)
-            except asyncio.TimeoutError:
-                message = None
-            if message is not None and message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
-                                                         WSMsgType.ERROR):
+            message = await _next_message(socket, every)
+            if message is not None and message.type in _SOCKET_ENDS:
                 break
             if message is not None and message.type == WSMsgType.TEXT and _is_activity(message.data):
                 await asyncio.to_thread(hub.accounts.touch, token)
@@ -452,6 +448,17 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.live.remove(socket)
     return socket
+
+
+_SOCKET_ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+
+
+async def _next_message(socket: web.WebSocketResponse, timeout: float):
+    """The console's next message, or None after ``timeout`` (time to look at the session again)."""
+    try:
+        return await socket.receive(timeout=timeout)
+    except asyncio.TimeoutError:
+        return None
 
 
 def _is_activity(data: str) -> bool:
