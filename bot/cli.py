@@ -153,7 +153,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, NotImplementedError) as error:
         print(f"hotline purge: {error}", file=sys.stderr)
         return 2
-    counts = asyncio.run(purger.purge(dry_run=args.dry_run))
+    try:
+        counts = asyncio.run(purger.purge(dry_run=args.dry_run))
+    except Exception as error:  # noqa: BLE001 - a database or Redis that cannot be reached
+        print(f"hotline purge: stopped ({type(error).__name__}); check that the database (DATABASE_URL,"
+              " else HOTLINE_HOME) and Redis (REDIS_URL) are up, then run it again: what was purged"
+              " stays purged, the rest is done next time", file=sys.stderr)
+        return 2
     verb = "would be purged" if args.dry_run else "purged"
     print(f"conversations quiet for more than {purger.days:g} days {verb}: {counts['conversations']}")
     print(f"{KEPT}: {counts[KEPT]}")

@@ -235,3 +235,13 @@ def test_a_wrong_retention_period_is_refused(value):
 
 def test_the_retention_period_defaults_to_30_days():
     assert retention_days({}) == 30 and retention_days({"HOTLINE_RETENTION_DAYS": "7.5"}) == 7.5
+
+
+def test_hotline_purge_says_what_to_do_when_redis_is_down(hotline):
+    old = Texter(hotline, "+15147200309")
+    old.whole_conversation(reopen=False)
+    age(hotline, old.trace, DAYS + 1)
+    [before] = everything(hotline, old)
+    down = run_purge(hotline, env={**hotline.env(), "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert down.returncode == 2 and "Redis (REDIS_URL) are up" in down.stderr and "Traceback" not in down.stderr
+    assert everything(hotline, old) == [before]  # nothing erased without Rasa's lock
