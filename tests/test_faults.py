@@ -355,27 +355,37 @@ def test_twilio_refusing_for_a_while_delivers_each_reply_once_later(stack, statu
 @pytest.mark.slow
 def test_hub_down_during_a_handoff_the_case_is_waiting_when_it_is_back(stack):
     texter, phrases = Texter(stack, number()), PHRASES["uk"]
+    in_danger = Texter(stack, number())
     stack.stop("agent hub")
     assert exchange(texter, phrases["ask_human"], expect=2)[-1] == ("utter_ask_consent_handoff", "uk")
     assert exchange(texter, phrases["yes"]) == [("utter_ask_contact_back", "uk")]
     assert exchange(texter, phrases["no"]) == [("utter_handoff_started", "uk")]
-    case = open_case(stack, texter)
+    assert ("utter_emergency", "ko") in exchange(in_danger, PHRASES["ko"]["emergency"], expect=2)
+    case, danger = open_case(stack, texter), open_case(stack, in_danger)
     assert case and case["reason"] == "consent" and case["status"] == "waiting"
+    assert danger and danger["risk"] == "imminent"
     stack.start("agent hub")
     agent = stack.agent_session("faults-hub-" + number()[-6:])
     agent.login()
     status, queue = agent.get("/api/cases")
-    assert status == 200 and case["id"] in {entry["id"] for entry in queue}
-    live = asyncio.run(_first_live_queue(stack.hub, agent.cookie_header()))
-    assert case["id"] in {entry["id"] for entry in live}
+    assert status == 200 and {case["id"], danger["id"]} <= {entry["id"] for entry in queue}
+    live = asyncio.run(_live_messages(stack.hub, agent.cookie_header()))
+    assert live[0]["type"] == "cases" and {case["id"], danger["id"]} <= {entry["id"] for entry in live[0]["cases"]}
+    assert [message["case"]["id"] for message in live[1:] if message["type"] == "alert"] == [danger["id"]]
     status, opened = agent.get(f"/api/cases/{case['id']}")
     assert status == 200 and [line["text"] for line in opened["transcript"] if line["from"] == "texter"] == [
         phrases["ask_human"], phrases["yes"], phrases["no"]]
 
 
-async def _first_live_queue(hub: str, cookie: str) -> list[dict]:
+async def _live_messages(hub: str, cookie: str, quiet: float = 3.0) -> list[dict]:
+    """What the console's live socket sends first: the queue, then any alerts."""
+    messages = []
     async with aiohttp.ClientSession(headers={"Cookie": cookie}) as session:
         async with session.ws_connect(hub.replace("http", "ws") + "/api/live") as socket:
-            message = await socket.receive_json(timeout=20)
-    assert message["type"] == "cases"
-    return message["cases"]
+            messages.append(await socket.receive_json(timeout=20))
+            try:
+                while True:
+                    messages.append(await socket.receive_json(timeout=quiet))
+            except asyncio.TimeoutError:
+                pass
+    return messages

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.agents.accounts import Agent
 from bot.agents.cases import CaseBook, in_queue, may_see
-from bot.agents.handoff import HELD
+from bot.agents.handoff import HELD, OPEN
 from bot.agents.rasa_api import RasaApi, RasaUnavailable
 from bot.agents.summary import iso
 from bot.channels.store import ChannelStore
@@ -40,16 +40,25 @@ class Live:
         self.last_inbound = 0
 
     async def start(self) -> None:
+        """Imminent cases still waiting when the hub starts (some may have come while it was down)
+        alert the agents who connect; those already with an agent do not."""
         self.last_inbound = await asyncio.to_thread(self.store.last_inbound_id)
         rows = await asyncio.to_thread(self._all_active)
-        self.alerted = {row.id for row in rows if row.risk == "imminent"}
+        self.alerted = {row.id for row in rows if row.risk == "imminent" and row.status != OPEN}
 
     def _all_active(self) -> list:
         return self.book.active()
 
     async def add(self, socket: web.WebSocketResponse, agent: Agent) -> None:
+        """The agent's queue, then an alert for each waiting imminent case no agent was alerted of
+        (it came while nobody who may see it was connected, or while the hub was down)."""
         self.sockets[socket] = agent
-        await self._send_cases(socket, agent, await asyncio.to_thread(self._all_active))
+        rows = await asyncio.to_thread(self._all_active)
+        await self._send_cases(socket, agent, rows)
+        for row in rows:
+            if row.risk == "imminent" and row.status == OPEN and row.id not in self.alerted and in_queue(agent, row):
+                self.alerted.add(row.id)
+                await self._send(socket, self._alert(row))
 
     def remove(self, socket: web.WebSocketResponse) -> None:
         self.sockets.pop(socket, None)
@@ -89,12 +98,17 @@ class Live:
         for row in rows:
             if row.risk != "imminent" or row.id in self.alerted:
                 continue
+            targets = [socket for socket, agent in list(self.sockets.items()) if in_queue(agent, row)]
+            if not targets:
+                continue  # nobody who may see it is connected: the first who connects is alerted (add)
             self.alerted.add(row.id)
-            summary = self.book.summary(row)
-            alert = {"type": "alert", "case": {"id": row.id, "risk": row.risk, "language": summary.get("language"),
-                                               "language_name": summary.get("language_name")}}
-            await asyncio.gather(*(self._send(socket, alert) for socket, agent in list(self.sockets.items())
-                                   if in_queue(agent, row)))
+            alert = self._alert(row)
+            await asyncio.gather(*(self._send(socket, alert) for socket in targets))
+
+    def _alert(self, row) -> dict[str, Any]:
+        summary = self.book.summary(row)
+        return {"type": "alert", "case": {"id": row.id, "risk": row.risk, "language": summary.get("language"),
+                                          "language_name": summary.get("language_name")}}
 
     async def _push_texter_messages(self) -> None:
         # Taking a case changes the version, so ``self.rows`` knows every held case already.
