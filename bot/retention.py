@@ -284,9 +284,8 @@ class Purger:
     """The retention purge: every conversation with no active case and no message waiting, quiet
     for ``days`` (no message either way, no case change), is erased like a deletion request; a case
     closed more than ``days`` ago goes even when the texter has written since, unless something
-    holds the conversation. Each
-    conversation is checked again under Rasa's lock just before it is erased, so a texter who
-    writes at that moment keeps their conversation."""
+    holds the conversation. Each conversation is checked again under Rasa's lock just before it is
+    erased, so a texter who writes at that moment keeps their conversation."""
 
     def __init__(self, engine: Engine, tracker_store, lock_store, days: float,
                  every: float = PURGE_EVERY, first_after: float = FIRST_PURGE_AFTER) -> None:
