@@ -69,14 +69,17 @@ class Redactor:
 
 
 def _pieces(text: str) -> Iterable[str]:
+    """What to scrub of a text: the whole, each line, each long word; short Latin-script pieces
+    ("yes", "delete", "stop") are left out: they say nothing about the texter and would blank the
+    same word in every log line of the process."""
     text = text.strip()
-    yield text
-    for line in text.splitlines():
-        if line.strip():
-            yield line.strip()
-    for word in re.split(r"[\s,.;:!?¿¡\"'()]+", text):
-        if len(word) >= MIN_WORD:
-            yield word
+    lines = [line.strip() for line in text.splitlines()]
+    words = re.split(r"[\s,.;:!?¿¡\"'()，。、！？]+", text)
+    return [piece for piece in (text, *lines, *words) if _telling(piece)]
+
+
+def _telling(piece: str) -> bool:
+    return len(piece) >= MIN_WORD or (len(piece) >= 3 and not piece.isascii())
 
 
 redactor = Redactor()

@@ -88,3 +88,9 @@ def test_the_memory_is_bounded():
         redactor.remember(f"note {number}")
     assert redactor.scrub("note 49") == "[redacted]"
     assert redactor.scrub("note 1") == "note 1"
+
+
+def test_short_latin_replies_are_not_blanked_everywhere(scrubbing, caplog):
+    log_redaction.remember("delete", "yes", "救命啊", "Maria")
+    logging.getLogger("bot.retention").warning("deletion request 3: delete failed; yes, retried; 救命啊")
+    assert "deletion request 3: delete failed; yes, retried; [redacted]" in caplog.text
