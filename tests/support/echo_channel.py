@@ -11,6 +11,9 @@ import sys
 from collections import Counter
 
 from rasa.core.channels.channel import UserMessage, register
+from rasa.core.lock_store import InMemoryLockStore
+from rasa.core.tracker_store import InMemoryTrackerStore
+from rasa.shared.core.domain import Domain
 from sanic import Sanic
 
 from bot.channels.rasa_channel import HotlineTwilioInput
@@ -21,6 +24,9 @@ class EchoAgent:
     def __init__(self, delay: float) -> None:
         self.turns: Counter[str] = Counter()
         self.delay = delay
+        # What the channel's eraser and retention purge (bot.retention) reach through Rasa's agent.
+        self.tracker_store = InMemoryTrackerStore(Domain.empty())
+        self.lock_store = InMemoryLockStore()
 
     async def handle_message(self, message: UserMessage) -> None:
         self.turns[message.sender_id] += 1
