@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import pytest
 import yaml
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from rasa.shared.nlu.training_data.message import Message
 
@@ -194,11 +194,16 @@ def inside_another_word(draw) -> tuple[str, str]:
     '*' (any ending is theirs by design)."""
     code, word, _, any_ending = draw(st.sampled_from(DANGER_ALL))
     affix = _affix(word)
+    known = [item[0] for item in DANGER[code]]
     if any_ending or BOUNDARY.get(code) == "prefix":
-        return word, draw(affix) + word
+        text = draw(affix) + word
+        # The letters drawn must not start with a danger word themselves ("문따려" + "문따려").
+        assume(not any(text.startswith(other) for other in known))
+        return word, text
     where = draw(st.sampled_from(["before", "after", "both"]))
     before = draw(affix) if where != "after" else ""
     after = draw(affix) if where != "before" else ""
+    assume(before + word + after not in known)  # the longer word must not be a danger word too
     return word, before + word + after
 
 
