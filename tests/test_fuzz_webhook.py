@@ -46,6 +46,7 @@ from bot.channels.inbound import (
 )
 from bot.channels.store import Inbound
 from bot.storage import make_engine
+from bot.channels.rasa_channel import MAX_REQUEST
 from tests.channel_rig import TOKEN, Rig, http
 from tests.support.fuzz import fuzz
 from tests.test_channel import new_database
@@ -358,6 +359,10 @@ def test_signed_fuzzed_bodies_get_200_or_400_and_only_usable_ones_are_stored(rig
             raw = urllib.parse.urlencode(params).encode()
         expected = _outcome(params)
         status = post_form(rig, raw, rig.sign(params))
+        if len(raw) > MAX_REQUEST:  # far beyond anything Twilio sends: refused unparsed
+            assert status == 413
+            refused.add(params.get("MessageSid") or params.get("SmsMessageSid") or "")
+            return
         if isinstance(expected, Incoming):
             assert status == 200
             accepted.add(expected.sid)
@@ -370,6 +375,16 @@ def test_signed_fuzzed_bodies_get_200_or_400_and_only_usable_ones_are_stored(rig
     print(f"{len(accepted)} signed messages accepted, {len(refused)} refused as bad requests")
     assert accepted and refused, "the examples must include usable and unusable messages"
     assert stored == accepted  # the first test of the module's rig: nothing else stored before
+
+
+def test_a_signed_status_callback_with_any_error_code_is_recorded_never_a_500(rig):
+    for code in ("30003", "²", "٣", "", "x" * 40):
+        params = {"MessageSid": "SM" + secrets.token_hex(16), "MessageStatus": "undelivered", "ErrorCode": code}
+        url = rig.webhook_url.rsplit("/", 1)[0] + "/status"
+        status = http("POST", url, urllib.parse.urlencode(params).encode(),
+                      {"Content-Type": "application/x-www-form-urlencoded",
+                       "X-Twilio-Signature": rig.sign(params, url)})[0]
+        assert status == 204, code
 
 
 def test_unsigned_or_tampered_fuzzed_bodies_get_403_and_are_not_stored(rig):

@@ -35,6 +35,9 @@ from bot.storage import database_url, make_engine
 logger = logging.getLogger(__name__)
 redact_logs()
 
+#: Twilio's webhooks are a few kilobytes (a 1,600-character body percent-encoded, 10 media links):
+#: anything much larger is refused before it is parsed.
+MAX_REQUEST = 64 * 1024
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -94,6 +97,8 @@ class Runtime:
 
     def verified(self, request: Request) -> tuple[dict[str, str], response.HTTPResponse | None]:
         """Twilio's form parameters, or the answer for a request that must go no further."""
+        if len(request.body or b"") > MAX_REQUEST:
+            return {}, response.text("too large", status=413)
         params = form_params(request.body)
         if not signed(self.config, self.public_url(request), params,
                       request.headers.get("X-Twilio-Signature")):
@@ -213,7 +218,7 @@ class HotlineTwilioInput(InputChannel):
                 return response.text("bad request", status=400)
             code = params.get("ErrorCode")
             _, refusal = await runtime.stored(lambda: runtime.store.call(
-                runtime.store.record_delivery, sid, state, int(code) if code and code.isdigit() else None))
+                runtime.store.record_delivery, sid, state, int(code) if code and code.isascii() and code.isdigit() else None))
             return refusal or response.text("", status=204)
 
         return hook
