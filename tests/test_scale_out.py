@@ -10,6 +10,7 @@ database index of their own, both emptied before and after.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -29,7 +30,8 @@ from bot.channels.store import WAITING, UNSENT, ChannelStore, conversation_id, i
 from bot.privacy import Keys
 from bot.replay.script import load_script
 from bot.storage import make_engine
-from tests.channel_rig import http, wait_until
+from tests.channel_rig import Rig, http, wait_until
+from tests.conftest import free_port
 
 #: A Redis database index no other test uses (the lock store's keys are flushed before and after).
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -325,19 +327,42 @@ def test_a_message_delivered_to_both_servers_at_once_is_processed_once(cluster, 
 
 
 @pytest.mark.slow
-def test_turns_longer_than_the_claim_lease_run_once(tmp_path):
-    """A live process keeps its claims: turns slower than ``HOTLINE_CLAIM_LEASE`` (here 2 s; the
-    echo dialogue takes 5 s) are not taken over and run again, also while every one of the
-    process's turn slots is busy (4 texters, ``HOTLINE_TURN_CONCURRENCY`` 4). The echo dialogue
-    numbers the turns it ran per texter, so each next reply shows how many ran before it."""
-    from tests.channel_rig import Rig
+def test_a_turn_longer_than_the_claim_lease_runs_once(tmp_path):
+    """A live process keeps its claim: a turn slower than ``HOTLINE_CLAIM_LEASE`` (2 s here; the
+    echo dialogue takes 5 s) is not taken over and run again by the process's own next poll. The
+    echo dialogue numbers the turns it ran per texter: the next reply shows how many ran."""
+    with Rig(home=tmp_path, delay=5.0).running() as rig:
+        texter = "+14385550777"
+        rig.text(texter, "slow")
+        assert rig.replies(texter, 1, timeout=30) == ["echo 1: slow"]
+        rig.text(texter, "next")
+        assert rig.replies(texter, 2, timeout=30) == ["echo 1: slow", "echo 2: next"]
 
-    texters = [f"+143855507{n:02d}" for n in range(4)]
-    with Rig(home=tmp_path, delay=5.0, extra_env={"HOTLINE_TURN_CONCURRENCY": "4"}).running() as rig:
+
+@pytest.mark.slow
+def test_a_replica_with_every_turn_slot_busy_keeps_its_claims(tmp_path):
+    """Replica 1 runs two slow turns (15 s) with its two slots full, so it claims nothing new; a
+    second replica on the same database polls meanwhile. Replica 1's claims must stay renewed (2 s
+    lease): no turn is taken over (the store counts a take-over as an attempt)."""
+    rig = Rig(home=tmp_path, delay=15.0, extra_env={"HOTLINE_TURN_CONCURRENCY": "2"})
+    texters = ["+14385550781", "+14385550782"]
+    with rig.running():
         for texter in texters:
             rig.text(texter, "slow")
+        engine = make_engine(f"sqlite:///{tmp_path / 'hotline.db'}")
+        assert wait_until(lambda: in_progress(engine) == 2, timeout=5)
+        rig.extra_env = {"HOTLINE_TURN_CONCURRENCY": "4"}
+        second = free_port()
+        rig._start("replica 2", [sys.executable, "-m", "tests.support.echo_channel", str(second), "0"],
+                   f"http://127.0.0.1:{second}/webhooks/hotline_twilio/")
         for texter in texters:
-            assert rig.replies(texter, 1, timeout=30) == ["echo 1: slow"]
-            rig.text(texter, "next")
-        for texter in texters:
-            assert rig.replies(texter, 2, timeout=30) == ["echo 1: slow", "echo 2: next"]
+            assert rig.replies(texter, 1, timeout=40) == ["echo 1: slow"]
+        with engine.connect() as db:
+            assert db.execute(sa.select(inbound.c.attempts)).scalars().all() == [0, 0]
+        engine.dispose()
+
+
+def in_progress(engine) -> int:
+    with engine.connect() as db:
+        return db.execute(sa.select(sa.func.count()).select_from(inbound)
+                          .where(inbound.c.status == "processing")).scalar()
