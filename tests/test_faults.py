@@ -123,6 +123,37 @@ def test_replies_of_a_turn_rasa_recorded_are_found_by_its_message_id():
     assert recorded_turns(events, "SMz") == {}
 
 
+async def test_a_turn_rasa_finished_without_its_actions_is_taken_back(tmp_path):
+    """The action server died during a turn: the half turn is reverted with Rasa's own event in the
+    real tracker store, under the conversation's lock, so that it runs whole later; the turn before
+    it stays. An agent's conversation (paused) is left as it is."""
+    from types import SimpleNamespace
+
+    from rasa.core.lock_store import InMemoryLockStore
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.shared.core.events import ActionExecuted, BotUttered, ConversationPaused, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.channels.fallback import Fallback, domain
+    from bot.privacy import load_keys
+    from bot.settings import Settings
+
+    trackers = SQLTrackerStore(domain(), dialect="sqlite", db=str(tmp_path / "trackers.db"))
+    agent = SimpleNamespace(lock_store=InMemoryLockStore(), tracker_store=trackers)
+    keys = load_keys(Settings.from_env({"HOTLINE_HOME": str(tmp_path)}), {})
+    fallback = Fallback(agent, channel.ChannelStore(make_engine(f"sqlite:///{tmp_path / 'hotline.db'}"), keys))
+    for conv, paused in (("sms-a", False), ("sms-b", True)):
+        events = [UserUttered("hola", message_id="SMa:0"), BotUttered("¿Está a salvo?"),
+                  ActionExecuted("action_listen"), *([ConversationPaused()] if paused else []),
+                  UserUttered("si", message_id="SMb:0"), BotUttered("half a reply")]
+        await trackers.save(DialogueStateTracker.from_events(conv, events, domain().slots))
+        message = channel.Inbound(id=2, sid="SMb", conversation_id=conv, channel="sms", body="si")
+        assert await fallback.take_back(message) is not paused
+        applied = (await trackers.retrieve(conv)).applied_events()
+        assert recorded_turns(applied, "SMa") == {"SMa:0": ["¿Está a salvo?"]}
+        assert recorded_turns(applied, "SMb") == ({"SMb:0": ["half a reply"]} if paused else {})
+
+
 # --- the stack ----------------------------------------------------------------------------------
 
 _numbers = itertools.count(random.randrange(100_000, 900_000) * 10)

@@ -9,8 +9,11 @@ So the channel (``bot.channels.inbound.Dispatcher``):
 - checks the action server (rasa-sdk's ``GET /health``) before each turn; while it is down the
   message waits, uncounted, and its turn runs when the server is back, whole;
 - watches Rasa's calls to the action server during a turn (``WatchedEndpoint``): a turn in which
-  one failed was half done;
-- in both cases tells the texter, in their language, that a person will read their message and to
+  one failed was half done. If the server is down, the turn is taken back with Rasa's own
+  ``UserUtteranceReverted`` (nothing of it is sent) and waits like the others; if it is up (an
+  action failed by itself), the half turn stays as Rasa recorded it, so that a broken action
+  cannot hold a conversation forever;
+- in every case tells the texter, in their language, that a person will read their message and to
   call 911 in danger (``utter_bot_unavailable`` of domain.yml, chosen and filled in by Rasa's own
   response generator on the ``language`` slot like every response), and puts the case in the
   agents' queue with the messages so far (reason ``bot_unavailable``).
@@ -31,6 +34,7 @@ import aiohttp
 from rasa.core.channels.channel import UserMessage
 from rasa.core.nlg import TemplatedNaturalLanguageGenerator
 from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import UserUttered, UserUtteranceReverted
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
@@ -48,7 +52,10 @@ from bot.nlu.components import LANGUAGE_DETECTION
 logger = logging.getLogger(__name__)
 
 #: Seconds the action server has to answer its health check.
-HEALTH_TIMEOUT = 2.0
+HEALTH_TIMEOUT = 5.0
+#: Seconds a good health check is trusted (a server that dies meanwhile fails the turn, which is
+#: then taken back): turns at load do not each wait for one more request.
+HEALTHY_FOR = 1.0
 #: Failed calls to the action server in the turn running in this context (set per turn).
 TURN_FAILURES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("turn_failures", default=None)
 
@@ -109,15 +116,21 @@ class ActionServer:
         watched = WatchedEndpoint.of(endpoint)
         agent.action_endpoint = agent.processor.action_endpoint = watched
         self.session: aiohttp.ClientSession | None = None
+        self.healthy_at = 0.0
 
-    async def healthy(self) -> bool:
+    async def healthy(self, max_age: float = HEALTHY_FOR) -> bool:
+        """Whether the action server answers, or answered less than ``max_age`` seconds ago."""
+        if time.monotonic() - self.healthy_at < max_age:
+            return True
         if self.session is None:
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT))
         try:
             async with self.session.get(self.health_url) as reply:
-                return reply.status == 200
+                ok = reply.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return False
+            ok = False
+        self.healthy_at = time.monotonic() if ok else 0.0
+        return ok
 
     @staticmethod
     def watch_turn() -> list[str]:
@@ -154,17 +167,34 @@ class Fallback:
         first = self.told.get(conv, ("",))[0] != message.sid
         self.told[conv] = (message.sid, len(waiting))
         slots = await self._slots(tracker, message)
-        events = [event.as_dict() for event in tracker.events] + [_user_event(m) for m in waiting]
+        events = [event.as_dict() for event in tracker.applied_events()] + [_user_event(m) for m in waiting]
         return await self._tell(conv, slots, events, channel, reply=first)
 
+    async def take_back(self, message: Inbound) -> bool:
+        """Revert the turns of ``message`` Rasa finished without an action (Rasa's
+        ``UserUtteranceReverted``, under the conversation's lock), so that they run whole later.
+        False when an agent holds the conversation: Rasa only recorded the message, it stays."""
+        conv = message.conversation_id
+        async with self.agent.lock_store.lock(conv):
+            tracker = await self._tracker(conv)
+            if tracker.is_paused():
+                return False
+            ours = [event for event in tracker.applied_events() if isinstance(event, UserUttered)
+                    and (event.message_id or "").startswith(f"{message.sid}:")]
+            for _ in ours:
+                tracker.update(UserUtteranceReverted())
+            await self.agent.tracker_store.save(tracker)
+        return True
+
     async def after_failed_turn(self, message: Inbound, channel: str) -> list[str]:
-        """A call to the action server failed during the turn of ``message``, which Rasa finished
-        without it: the replies to add, and the case goes to the agents."""
+        """An action failed during the turn of ``message`` while the action server is up (the
+        action's own fault), and Rasa finished the turn without it: the replies to add, and the
+        case goes to the agents."""
         tracker = await self._tracker(message.conversation_id)
         if tracker.is_paused():
             return []
         slots = await self._slots(tracker, message)
-        events = [event.as_dict() for event in tracker.events]
+        events = [event.as_dict() for event in tracker.applied_events()]
         return await self._tell(message.conversation_id, slots, events, channel, reply=True)
 
     async def _tell(self, conv: str, slots: dict[str, Any], events: list[dict], channel: str,

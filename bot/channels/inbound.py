@@ -238,21 +238,25 @@ class Dispatcher(ClaimLoop):
         if failures and self.fallback:
             logger.error("inbound message %s: the action server failed during its turn (%s)",
                          message.id, ", ".join(sorted(set(failures))))
+            if not await self.actions.healthy(max_age=0) and \
+                    await self.turns.run(self.fallback.take_back(message)):
+                await self._hold(message, keyword, taken_back=True)
+                return
             replies += await self.turns.run(self.fallback.after_failed_turn(message, CHANNEL_NAME))
         if await self.store.call(self.store.complete, message, replies):
             self.on_replies()
         self.unsure.discard(message.sid)
 
-    async def _hold(self, message: Inbound, keyword: str | None) -> bool:
+    async def _hold(self, message: Inbound, keyword: str | None, taken_back: bool = False) -> bool:
         """The action server is down: the turn waits, and the texter and the agents are told
         (not for STOP: the carrier confirms it). False when an agent holds the conversation: Rasa
-        only records the message then, so the turn may run."""
+        only records the message then, so the turn may run (a turn taken back waits regardless)."""
         replies: list[str] | None = []
         if keyword != "opt_out":
             replies = await self.turns.run(self.fallback.while_down(message, CHANNEL_NAME))
-            if replies is None:
+            if replies is None and not taken_back:
                 return False
-        if await self.store.call(self.store.hold_inbound, message, HOLD_RETRY, replies):
+        if await self.store.call(self.store.hold_inbound, message, HOLD_RETRY, replies or []):
             self.on_replies()
         return True
 
@@ -279,12 +283,13 @@ class Dispatcher(ClaimLoop):
         """Turns of ``message`` Rasa already recorded (a process died, or a database write failed,
         after Rasa saved the tracker and before the turn was marked done), with their replies."""
         tracker = await self.turns.run(self.agent.tracker_store.retrieve(message.conversation_id))
-        return recorded_turns(tracker.events if tracker else [], message.sid)
+        return recorded_turns(tracker.applied_events() if tracker else [], message.sid)
 
 
 def recorded_turns(events, sid: str) -> dict[str, list[str]]:
     """The texts the bot sent after each user event of the inbound message ``sid`` (Rasa message
-    ids ``<sid>:<index>``), up to the next user event; an agent's lines are not the bot's replies."""
+    ids ``<sid>:<index>``), up to the next user event; an agent's lines are not the bot's replies.
+    ``events`` are the tracker's applied events: a turn taken back does not count."""
     found: dict[str, list[str]] = {}
     current = None
     for event in events:
