@@ -9,7 +9,9 @@ the scale-out tests depend on, so that what the tests show holds behind them:
   texter's consecutive messages land on different replicas even while delivery callbacks and API
   calls pass through too;
 - a replica is used only while its health URL answers 200 (checked every ``--check`` seconds, like
-  a readiness probe), and one that refuses a connection is skipped until it answers again;
+  a readiness probe: taken out after 3 failed checks in a row, as Kubernetes does by default, so a
+  replica busy for a moment is not), and one that refuses a connection is skipped at once until
+  it answers again;
 - a request that could not be delivered is tried on the next replica. For Twilio's webhook and
   status callback this includes a connection lost after sending (nginx: ``proxy_next_upstream
   error timeout non_idempotent``): both are idempotent by ``MessageSid``. Other requests (Rasa's
@@ -41,12 +43,24 @@ IDEMPOTENT_PREFIX = "/webhooks/hotline_twilio/"
 WEBHOOK_PATH = "/webhooks/hotline_twilio/webhook"
 
 
+#: Failed readiness checks in a row before a replica gets no more traffic (Kubernetes' default).
+FAILURE_THRESHOLD = 3
+
+
 @dataclass
 class Upstream:
     url: str
     healthy: bool = False
     requests: int = 0
     failures: int = 0
+    failed_checks: int = 0
+
+    def checked(self, ok: bool) -> None:
+        self.failed_checks = 0 if ok else self.failed_checks + 1
+        if ok:
+            self.healthy = True
+        elif self.failed_checks >= FAILURE_THRESHOLD:
+            self.healthy = False
 
 
 @dataclass
@@ -107,14 +121,17 @@ class Balancer:
 
     async def check_health(self) -> None:
         """Readiness probes: a replica takes traffic only while its health URL answers 200."""
-        timeout = aiohttp.ClientTimeout(total=max(0.5, self.check_every))
+        timeout = aiohttp.ClientTimeout(total=max(2.0, self.check_every))
         while True:
             for upstream in self.upstreams:
                 try:
                     async with self.session.get(upstream.url + self.health_path, timeout=timeout) as reply:
-                        upstream.healthy = reply.status == 200
+                        upstream.checked(reply.status == 200)
+                except aiohttp.ClientConnectorError:
+                    upstream.checked(False)
+                    upstream.healthy = False  # nothing listens: no need to wait for more checks
                 except (aiohttp.ClientError, asyncio.TimeoutError):
-                    upstream.healthy = False
+                    upstream.checked(False)
             await asyncio.sleep(self.check_every)
 
     async def stats(self, _request: web.Request) -> web.Response:
