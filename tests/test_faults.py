@@ -25,7 +25,7 @@ import yaml
 from bot import PROJECT_ROOT
 from bot.agents.tables import handoff_requests
 from bot.channels import store as channel
-from bot.channels.fallback import render, unavailable_slots
+from bot.channels.fallback import render, unavailable_slots, unreverted
 from bot.channels.inbound import CHANNEL_NAME, recorded_turns
 from bot.conversation import steps
 from bot.conversation.facts import fact_slots
@@ -149,9 +149,9 @@ async def test_a_turn_rasa_finished_without_its_actions_is_taken_back(tmp_path):
         await trackers.save(DialogueStateTracker.from_events(conv, events, domain().slots))
         message = channel.Inbound(id=2, sid="SMb", conversation_id=conv, channel="sms", body="si")
         assert await fallback.take_back(message) is not paused
-        applied = (await trackers.retrieve(conv)).applied_events()
-        assert recorded_turns(applied, "SMa") == {"SMa:0": ["¿Está a salvo?"]}
-        assert recorded_turns(applied, "SMb") == ({"SMb:0": ["half a reply"]} if paused else {})
+        standing = unreverted((await trackers.retrieve(conv)).events)
+        assert recorded_turns(standing, "SMa") == {"SMa:0": ["¿Está a salvo?"]}
+        assert recorded_turns(standing, "SMb") == ({"SMb:0": ["half a reply"]} if paused else {})
 
 
 # --- the stack ----------------------------------------------------------------------------------

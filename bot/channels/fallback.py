@@ -34,7 +34,7 @@ import aiohttp
 from rasa.core.channels.channel import UserMessage
 from rasa.core.nlg import TemplatedNaturalLanguageGenerator
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import UserUttered, UserUtteranceReverted
+from rasa.shared.core.events import Event, UserUttered, UserUtteranceReverted
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig
 
@@ -79,6 +79,20 @@ def unavailable_slots(slots: dict[str, Any], text: str, detection: dict[str, Any
     short_answer = answers().classify(text, previous) not in (None, "delete")
     slots = {**slots, **language_slots(previous, detection, short_answer)}
     return {**slots, **fact_slots(slots["language"])}
+
+
+def unreverted(events: list[Event]) -> list[Event]:
+    """A tracker's events without the turns ``UserUtteranceReverted`` took back (the texter's
+    message and what followed it). Unlike ``applied_events()``, which folds a form's steps away,
+    every texter message that stands is kept."""
+    kept: list[Event] = []
+    for event in events:
+        if isinstance(event, UserUtteranceReverted):
+            while kept and not isinstance(kept.pop(), UserUttered):
+                pass
+        else:
+            kept.append(event)
+    return kept
 
 
 class WatchedEndpoint(EndpointConfig):
@@ -167,7 +181,7 @@ class Fallback:
         first = self.told.get(conv, ("",))[0] != message.sid
         self.told[conv] = (message.sid, len(waiting))
         slots = await self._slots(tracker, message)
-        events = [event.as_dict() for event in tracker.applied_events()] + [_user_event(m) for m in waiting]
+        events = [event.as_dict() for event in unreverted(tracker.events)] + [_user_event(m) for m in waiting]
         return await self._tell(conv, slots, events, channel, reply=first)
 
     async def take_back(self, message: Inbound) -> bool:
@@ -179,7 +193,7 @@ class Fallback:
             tracker = await self._tracker(conv)
             if tracker.is_paused():
                 return False
-            ours = [event for event in tracker.applied_events() if isinstance(event, UserUttered)
+            ours = [event for event in unreverted(tracker.events) if isinstance(event, UserUttered)
                     and (event.message_id or "").startswith(f"{message.sid}:")]
             for _ in ours:
                 tracker.update(UserUtteranceReverted())
@@ -194,7 +208,7 @@ class Fallback:
         if tracker.is_paused():
             return []
         slots = await self._slots(tracker, message)
-        events = [event.as_dict() for event in tracker.applied_events()]
+        events = [event.as_dict() for event in unreverted(tracker.events)]
         return await self._tell(message.conversation_id, slots, events, channel, reply=True)
 
     async def _tell(self, conv: str, slots: dict[str, Any], events: list[dict], channel: str,

@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.agents.summary import AGENT
 from bot.channels.config import ADDRESS, TwilioConfig
-from bot.channels.fallback import ActionServer, Fallback
+from bot.channels.fallback import ActionServer, Fallback, unreverted
 from bot.channels.keywords import CarrierKeywords
 from bot.channels.outage import Outage, database_unavailable, fail_loudly, persist
 from bot.channels.segments import split_message
@@ -283,13 +283,13 @@ class Dispatcher(ClaimLoop):
         """Turns of ``message`` Rasa already recorded (a process died, or a database write failed,
         after Rasa saved the tracker and before the turn was marked done), with their replies."""
         tracker = await self.turns.run(self.agent.tracker_store.retrieve(message.conversation_id))
-        return recorded_turns(tracker.applied_events() if tracker else [], message.sid)
+        return recorded_turns(unreverted(tracker.events) if tracker else [], message.sid)
 
 
 def recorded_turns(events, sid: str) -> dict[str, list[str]]:
     """The texts the bot sent after each user event of the inbound message ``sid`` (Rasa message
     ids ``<sid>:<index>``), up to the next user event; an agent's lines are not the bot's replies.
-    ``events`` are the tracker's applied events: a turn taken back does not count."""
+    ``events`` are without the turns taken back (``unreverted``)."""
     found: dict[str, list[str]] = {}
     current = None
     for event in events:
