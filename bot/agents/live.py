@@ -37,27 +37,29 @@ class Live:
         self.version: tuple | None = None
         self.rows: list = []  # the open cases as of ``version``
         self.alerted: set[str] = set()
+        #: Imminent cases waiting when the hub started (maybe escalated while it was down): the
+        #: first agent who connects and may see one is alerted of it.
+        self.unannounced: set[str] = set()
         self.last_inbound = 0
 
     async def start(self) -> None:
-        """Imminent cases still waiting when the hub starts (some may have come while it was down)
-        alert the agents who connect; those already with an agent do not."""
         self.last_inbound = await asyncio.to_thread(self.store.last_inbound_id)
         rows = await asyncio.to_thread(self._all_active)
-        self.alerted = {row.id for row in rows if row.risk == "imminent" and row.status != OPEN}
+        self.alerted = {row.id for row in rows if row.risk == "imminent"}
+        self.unannounced = {row.id for row in rows if row.risk == "imminent" and row.status == OPEN}
 
     def _all_active(self) -> list:
         return self.book.active()
 
     async def add(self, socket: web.WebSocketResponse, agent: Agent) -> None:
-        """The agent's queue, then an alert for each waiting imminent case no agent was alerted of
-        (it came while nobody who may see it was connected, or while the hub was down)."""
+        """The agent's queue, then an alert for each imminent case still waiting that was there when
+        the hub started and no agent was alerted of since."""
         self.sockets[socket] = agent
         rows = await asyncio.to_thread(self._all_active)
         await self._send_cases(socket, agent, rows)
         for row in rows:
-            if row.risk == "imminent" and row.status == OPEN and row.id not in self.alerted and in_queue(agent, row):
-                self.alerted.add(row.id)
+            if row.id in self.unannounced and row.status == OPEN and in_queue(agent, row):
+                self.unannounced.discard(row.id)
                 await self._send(socket, self._alert(row))
 
     def remove(self, socket: web.WebSocketResponse) -> None:
@@ -98,12 +100,10 @@ class Live:
         for row in rows:
             if row.risk != "imminent" or row.id in self.alerted:
                 continue
-            targets = [socket for socket, agent in list(self.sockets.items()) if in_queue(agent, row)]
-            if not targets:
-                continue  # nobody who may see it is connected: the first who connects is alerted (add)
             self.alerted.add(row.id)
             alert = self._alert(row)
-            await asyncio.gather(*(self._send(socket, alert) for socket in targets))
+            await asyncio.gather(*(self._send(socket, alert) for socket, agent in list(self.sockets.items())
+                                   if in_queue(agent, row)))
 
     def _alert(self, row) -> dict[str, Any]:
         summary = self.book.summary(row)
