@@ -22,7 +22,7 @@ from bot.agents.summary import AGENT
 from bot.channels.config import ADDRESS, TwilioConfig
 from bot.channels.fallback import ActionServer, Fallback, unreverted
 from bot.channels.keywords import CarrierKeywords
-from bot.channels.outage import Outage, database_unavailable, fail_loudly, persist
+from bot.channels.outage import database_unavailable, fail_loudly, persist
 from bot.channels.segments import split_message
 from bot.channels.store import ChannelStore, Inbound
 from bot.channels.worker import ClaimLoop
@@ -164,7 +164,6 @@ class Dispatcher(ClaimLoop):
         self.store, self.handler, self.config, self.keywords = store, handler, config, keywords
         self.on_replies = on_replies
         self.turns = TurnThread()
-        self.database = Outage("database")
         self.agent = None
         self.actions: ActionServer | None = None
         self.fallback: Fallback | None = None
@@ -189,16 +188,8 @@ class Dispatcher(ClaimLoop):
         if self.actions:
             await self.actions.close()
 
-    async def claim(self, limit: int) -> list[Inbound]:
-        try:
-            claimed = await self.store.call(self.store.claim_inbound, limit)
-        except Exception as error:  # noqa: BLE001 - a database outage must not end the loop
-            if not database_unavailable(error):
-                raise
-            self.database.down(error)
-            return []
-        self.database.up()
-        return claimed
+    async def fetch(self, limit: int) -> list[Inbound]:
+        return await self.store.call(self.store.claim_inbound, limit)
 
     async def handle(self, message: Inbound) -> None:
         try:

@@ -22,7 +22,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from bot.channels.config import WHATSAPP_WINDOW, TwilioConfig
-from bot.channels.outage import Outage, database_unavailable, persist
+from bot.channels.outage import persist
 from bot.channels.store import ChannelStore, Outgoing
 from bot.channels.worker import ClaimLoop
 
@@ -55,18 +55,9 @@ class Sender(ClaimLoop):
         super().__init__(concurrency)
         self.store, self.config, self.status_url = store, config, status_url
         self.client = client or twilio_client(config)
-        self.database = Outage("database")
 
-    async def claim(self, limit: int) -> list[Outgoing]:
-        try:
-            claimed = await self.store.call(self.store.claim_outgoing, limit)
-        except Exception as error:  # noqa: BLE001 - a database outage must not end the loop
-            if not database_unavailable(error):
-                raise
-            self.database.down(error)
-            return []
-        self.database.up()
-        return claimed
+    async def fetch(self, limit: int) -> list[Outgoing]:
+        return await self.store.call(self.store.claim_outgoing, limit)
 
     async def _mark(self, message_id: int, status: str, twilio_sid: str | None = None,
                     error_code: int | None = None, retry_at: float | None = None) -> None:

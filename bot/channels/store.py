@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from bot.channels.config import WHATSAPP_WINDOW
 from bot.privacy import Keys
@@ -279,11 +279,8 @@ class ChannelStore:
                  now: float | None = None) -> int:
         """Mark a turn done and queue its replies in one transaction; returns replies queued."""
         now = time.time() if now is None else now
-        queued = 0
         with self.engine.begin() as db:
-            for index, text in enumerate(replies):
-                queued += self._enqueue(db, message.conversation_id, f"in:{message.sid}:{index}",
-                                        "bot", text, now)
+            queued = self._enqueue_replies(db, message, "in", replies, now)
             db.execute(inbound.update().where(inbound.c.id == message.id).values(
                 status=status, done_at=now, claimed_by=None))
         return queued
@@ -306,14 +303,17 @@ class ChannelStore:
         with what the texter is told meanwhile queued once (keyed by the message). Returns the
         replies newly queued."""
         now = time.time() if now is None else now
-        queued = 0
         with self.engine.begin() as db:
-            for index, text in enumerate(replies):
-                queued += self._enqueue(db, message.conversation_id, f"hold:{message.sid}:{index}",
-                                        "bot", text, now)
+            queued = self._enqueue_replies(db, message, "hold", replies, now)
             db.execute(inbound.update().where(inbound.c.id == message.id).values(
                 status="pending", next_attempt_at=now + delay, claimed_by=None))
         return queued
+
+    def _enqueue_replies(self, db: Connection, message: Inbound, kind: str, replies: list[str],
+                         now: float) -> int:
+        """The bot's replies to one inbound message, each keyed by it, so a repeat queues nothing."""
+        return sum(self._enqueue(db, message.conversation_id, f"{kind}:{message.sid}:{index}", "bot", text, now)
+                   for index, text in enumerate(replies))
 
     # Outbox --------------------------------------------------------------------------------
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bot.channels.outage import Outage, database_unavailable
+
 
 class ClaimLoop:
     """Claims work from the store and runs each item as a task, at most ``concurrency`` at once.
 
     ``wake`` is set when this process adds work; polling every ``poll`` seconds picks up the work
-    other processes (or retries that came due) left in the shared database.
+    other processes (or retries that came due) left in the shared database. A database outage
+    never ends the loop: claiming returns nothing until the database answers again.
     """
 
     def __init__(self, concurrency: int, poll: float = 0.5) -> None:
@@ -17,9 +20,22 @@ class ClaimLoop:
         self.poll = poll
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
+        self.database = Outage("database")
+
+    async def fetch(self, limit: int) -> list[Any]:
+        """Claim up to ``limit`` items from the store (and renew the leases of those in progress)."""
+        raise NotImplementedError
 
     async def claim(self, limit: int) -> list[Any]:
-        raise NotImplementedError
+        try:
+            claimed = await self.fetch(limit)
+        except Exception as error:  # noqa: BLE001 - a database outage must not end the loop
+            if not database_unavailable(error):
+                raise
+            self.database.down(error)
+            return []
+        self.database.up()
+        return claimed
 
     async def handle(self, item: Any) -> None:
         raise NotImplementedError
