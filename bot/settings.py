@@ -28,6 +28,7 @@ class Settings:
     twilio_port: int
     database_url: str | None
     redis_url: str | None
+    actions_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -42,6 +43,7 @@ class Settings:
             twilio_port=int(env.get("HOTLINE_TWILIO_PORT", 8099)),
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
+            actions_url=env.get("HOTLINE_ACTIONS_URL") or None,
         )
 
 
@@ -91,10 +93,16 @@ def lock_store(settings: Settings) -> dict | None:
     return store
 
 
+def action_url(settings: Settings) -> str:
+    """The action server's webhook: ``HOTLINE_ACTIONS_URL`` where the actions run elsewhere (a
+    Kubernetes Service in front of several replicas), else the local one ``hotline up`` starts."""
+    return settings.actions_url or f"http://127.0.0.1:{settings.actions_port}/webhook"
+
+
 def write_endpoints(settings: Settings) -> Path:
     """Render the Rasa endpoints file for these settings into HOTLINE_HOME; returns its path."""
     endpoints = {
-        "action_endpoint": {"url": f"http://127.0.0.1:{settings.actions_port}/webhook"},
+        "action_endpoint": {"url": action_url(settings)},
         "tracker_store": tracker_store(settings),
     }
     lock = lock_store(settings)

@@ -109,3 +109,10 @@ def test_the_rendered_endpoints_load_the_encrypted_store(tmp_path, monkeypatch):
         assert b"pasaporte" not in (tmp_path / "trackers.db").read_bytes()
     finally:
         default_keys.cache_clear()
+
+
+def test_the_action_server_can_be_named_for_a_cluster(tmp_path):
+    settings = Settings.from_env({"HOTLINE_HOME": str(tmp_path), "HOTLINE_ACTIONS_URL": "http://actions:5055/webhook"})
+    assert read_endpoint_config(str(write_endpoints(settings)), "action_endpoint").url == "http://actions:5055/webhook"
+    local = Settings.from_env({"HOTLINE_HOME": str(tmp_path), "HOTLINE_ACTIONS_PORT": "5999"})
+    assert read_endpoint_config(str(write_endpoints(local)), "action_endpoint").url == "http://127.0.0.1:5999/webhook"
