@@ -31,7 +31,8 @@ from bot.conversation import steps
 from bot.conversation.facts import fact_slots
 from bot.nlu.language_id import LanguageIdentifier
 from bot.storage import make_engine
-from tests.support.processes import PrivateCluster, Processes, Texter, wait_until
+from tests.support.processes import PrivateCluster, Processes, Texter
+from tests.support.stack import wait_for
 
 LANGUAGES = ["en", "fr", "es", "tl", "pa", "hi", "zh", "vi", "uk", "ar", "ko", "th"]
 PHRASES = yaml.safe_load((PROJECT_ROOT / "tests" / "e2e" / "phrases.yml").read_text(encoding="utf-8"))["phrases"]
@@ -282,7 +283,7 @@ def test_a_turn_rasa_recorded_before_the_process_died_is_not_run_again(stack):
         db.execute(channel.outbox.delete().where(channel.outbox.c.key.like(f"in:{sid}:%")))
         db.execute(channel.inbound.update().where(channel.inbound.c.sid == sid).values(
             status="pending", attempts=1, claimed_by=None))
-    requeued = wait_until(lambda: _outbox_bodies(engine, stack, sid), timeout=30)
+    requeued = wait_for(lambda: _outbox_bodies(engine, stack, sid), timeout=30)
     engine.dispose()
     assert requeued == sent
     assert user_texts(stack, texter) == [phrases["greet"], phrases["yes"]]
@@ -344,7 +345,7 @@ def test_postgresql_restarted_while_messages_arrive_loses_nothing_and_answers_on
     statuses: list[int] = []
     threads = [retried_until_accepted(first, phrases["no"], statuses),
                retried_until_accepted(second, phrases["yes"], statuses)]
-    wait_until(lambda: len(statuses) >= 4, timeout=20)
+    wait_for(lambda: len(statuses) >= 4, timeout=20)
     time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
     cluster.start()
     for thread in threads:

@@ -38,20 +38,11 @@ from bot.privacy import load_keys
 from bot.replay.spawn import OUTSIDE, free_port
 from bot.settings import Settings, write_endpoints
 from bot.stack import Child, children, standin, twilio_env
+from tests.support.stack import wait_for
 
 POSTGRES_BIN = Path(os.environ.get("HOTLINE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_TIMEOUT = 300
 HOTLINE = "+15145550000"
-
-
-def wait_until(check, timeout: float = 30.0, every: float = 0.2):
-    """Poll ``check`` until it returns something truthy or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
 
 
 def http(method: str, url: str, body: dict | bytes | None = None, headers: dict | None = None,
@@ -159,7 +150,7 @@ class Processes:
             log.close()
         for name in names:
             child = self.children[name]
-            up = wait_until(lambda: not child.alive() or child.ready(), timeout=START_TIMEOUT, every=0.5)
+            up = wait_for(lambda: not child.alive() or child.ready(), timeout=START_TIMEOUT, every=0.5)
             assert up and child.alive(), f"{name} did not start:\n{self.log_tail(name)}"
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -287,7 +278,7 @@ class Texter:
 
     def wait_for(self, count: int, timeout: float = 60.0) -> list[str]:
         """The messages received once there are at least ``count`` (fewer after ``timeout``)."""
-        wait_until(lambda: len(self.received()) >= count, timeout)
+        wait_for(lambda: len(self.received()) >= count, timeout)
         return self.received()
 
     def settled(self, quiet: float = 2.0, timeout: float = 60.0) -> list[str]:
