@@ -44,6 +44,9 @@ class Redactor:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._recent: OrderedDict[str, None] = OrderedDict()
+        #: The remembered pieces longest first (a long text before the words inside it), sorted
+        #: once per change rather than for every log line.
+        self._longest_first: list[str] = []
         self._lock = threading.Lock()
 
     def remember(self, *texts: str | None) -> None:
@@ -56,11 +59,10 @@ class Redactor:
                 self._recent.move_to_end(piece)
             while len(self._recent) > self.capacity:
                 self._recent.popitem(last=False)
+            self._longest_first = sorted(self._recent, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        with self._lock:
-            recent = sorted(self._recent, key=len, reverse=True)
-        for piece in recent:
+        for piece in self._longest_first:
             if piece in text:
                 text = text.replace(piece, REDACTED)
         text = MEDIA_URL.sub("[media-url]", text)
