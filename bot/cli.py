@@ -114,14 +114,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(_args: argparse.Namespace) -> int:
     from bot.privacy import load_keys, rotate
-    from bot.settings import Settings
+    from bot.settings import Settings, tracker_store
     from bot.storage import database_url, make_engine
 
     settings = Settings.from_env()
     keys = load_keys(settings)
     urls = {database_url(settings)}
-    if not settings.database_url:
-        urls.add(f"sqlite:///{settings.home / 'trackers.db'}")
+    trackers = tracker_store(settings)
+    if trackers["dialect"] == "sqlite":  # a file of its own; on PostgreSQL, the same database
+        urls.add(f"sqlite:///{trackers['db']}")
     unreadable = 0
     for url in sorted(urls):
         engine = make_engine(url)
