@@ -213,3 +213,58 @@ def test_an_unsure_detection_also_runs_its_likely_candidates(extractor):
 ])
 def test_korean_negation_cue_that_only_starts_another_word_negates_nothing(extractor, text, expected):
     assert extractor.extract(text, ["ko", "en"]).indicators == expected
+
+
+SMALL_LEXICON = {
+    "language": "en",
+    "reviewed": "2026-11-25",
+    "source": "written for this test",
+    "cues": {"now": ["right now"], "past": ["last year"], "urgent": ["please hurry", "call the police"],
+             "negation": ["not"], "hypothetical": ["what if"]},
+    "indicators": {
+        "VIOL": {"phrases": ["hits me"]},
+        "THREAT": {"phrases": ["will kill me"]},
+        "SEX": {"phrases": ["sex with clients"], "minor_context": ["the clients"]},
+        "MINOR": {"age_patterns": [r"i'?m (?P<age>\d{1,2})\b"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def small_extractor(tmp_path_factory) -> IndicatorExtractor:
+    """A lexicon of a few terms, so the mechanisms are tested apart from the real lexicons' contents."""
+    directory = tmp_path_factory.mktemp("small-lexicon")
+    (directory / "en.yml").write_text(yaml.safe_dump(SMALL_LEXICON), encoding="utf-8")
+    cache = pytest.MonkeyPatch()
+    cache.setenv("HOTLINE_CACHE_DIR", str(directory / "cache"))
+    yield IndicatorExtractor(directory)
+    cache.undo()
+
+
+@pytest.mark.parametrize("text, imminent", [
+    ("He says he will kill me. Please hurry", True),
+    ("please hurry!! my boss hits me", True),
+    ("he hits me and someone should call the police", True),
+    ("He hits me last year. please hurry with my papers", False),
+    ("He says he will kill me", False),
+    ("please hurry, the bus leaves", False),
+    ("he hits me right now", True),
+    ("please hurry, he not hits me", False),
+])
+def test_an_urgent_cue_anywhere_makes_violence_imminent_unless_it_is_past(small_extractor, text, imminent):
+    finding = small_extractor.extract(text, ["en"])
+    assert finding.imminent is imminent
+    assert all(text[d.start:d.end] in ("hits me", "will kill me") for d in finding.danger)
+
+
+@pytest.mark.parametrize("text, indicators", [
+    ("i'm 15 and the clients come every night", ["MINOR", "SEX"]),
+    ("the clients come every night", []),
+    ("i'm 15 and not the clients", ["MINOR"]),
+    ("i'm 25 and the clients come every night", []),
+])
+def test_minor_context_words_show_sex_only_for_a_minor(small_extractor, text, indicators):
+    finding = small_extractor.extract(text, ["en"])
+    assert finding.indicators == indicators
+    if "SEX" in indicators:
+        assert risk_level(finding.indicators) == "high"

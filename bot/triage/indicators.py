@@ -140,9 +140,11 @@ class LanguageLexicon:
         #: Every word of every term: the English lexicon's tell which matches are English words.
         self.words: set[str] = set()
         self.rules: list[tuple[str, str, list[str]]] = []  # (target, kind, matcher keys)
+        #: Terms that show an indicator only when the texter is a minor: (target, matcher key).
+        self.minor_rules: list[tuple[str, str]] = []
         cues = data.get("cues") or {}
         for cue in ("negation", "negation_after", "hypothetical", "hypothetical_after", "third_party", "worry", "now",
-                    "past"):
+                    "past", "urgent"):
             self._add_split(f"cue:{cue}", cues.get(cue) or [])
         for indicator, spec in (data.get("indicators") or {}).items():
             self._add_rules(indicator, spec or {})
@@ -161,6 +163,10 @@ class LanguageLexicon:
             key = f"{target}:phrase"
             self._add_split(key, spec["phrases"])
             self.rules.append((target, "phrase", [key]))
+        if spec.get("minor_context"):
+            key = f"{target}:minor"
+            self._add_split(key, spec["minor_context"])
+            self.minor_rules.append((target, key))
         for kind in ("pairs", "near_pairs"):
             for index, pair in enumerate(spec.get(kind) or []):
                 keys = [f"{target}:{kind}{index}:a", f"{target}:{kind}{index}:b"]
@@ -349,6 +355,9 @@ class IndicatorExtractor:
                 terms = {**terms, **{cue: terms.get(cue, []) + found[0].get(cue, []) for cue in CANCELLING}}
             secondary = index > 0 and lexicon is not self.lexicons.get("en")
             self._extract_one(lexicon, folded, terms, sentences, finding, english if secondary else set())
+        if finding.minor:
+            for lexicon, terms in zip(lexicons, found):
+                self._minor_context(lexicon, folded, terms, sentences, finding)
         _drop_spans_over(finding, urls)
         return finding
 
@@ -377,20 +386,34 @@ class IndicatorExtractor:
         self._violence_now(found, sentences, finding)
 
     @staticmethod
+    def _minor_context(lexicon: LanguageLexicon, folded: str, found: dict[str, list[_Term]], sentences,
+                       finding: Finding) -> None:
+        """For a minor, words that are ordinary for an adult worker ("the clients", "massage",
+        "sit with the men") are read as the indicator (commercial sexual exploitation): a child in
+        that setting is high risk whatever the words, and a missed one is the worse mistake."""
+        negations = (found.get("cue:negation", []), found.get("cue:negation_after", []))
+        hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
+        for target, key in lexicon.minor_rules:
+            for term in found.get(key, []):
+                if not _cancelled(folded, [term], negations, hypotheticals, sentences, lexicon.boundary):
+                    finding.evidence.append(Evidence(target, term.start, term.end))
+
+    @staticmethod
     def _violence_now(found: dict[str, list[_Term]], sentences, finding: Finding) -> None:
-        """Violence or a threat with a "now" cue close by ("he is hitting me now", "지금 맞고 있어요")
-        is imminent, unless a "past" cue is closer ("he hit me yesterday, now I'm scared")."""
-        nows, pasts = found.get("cue:now", []), found.get("cue:past", [])
+        """Violence or a threat is imminent with a "now" cue close by in its sentence ("he is hitting
+        me now", "지금 맞고 있어요"), unless a "past" cue is closer ("he hit me yesterday, now I'm
+        scared"); or with an "urgent" cue anywhere in the message ("he says he will kill me. please
+        hurry"), unless its own sentence has a past cue."""
+        nows, pasts, urgent = found.get("cue:now", []), found.get("cue:past", []), found.get("cue:urgent", [])
         for item in finding.evidence:
             if item.indicator not in ("VIOL", "THREAT"):
                 continue
             term = _Term(item.start, item.end)
             sentence = _sentence_of(sentences, item.start)
-            now = _nearest(term, [c for c in nows if _sentence_of(sentences, c.start) == sentence])
-            if now is None or now > NOW_WINDOW:
-                continue
             past = _nearest(term, [c for c in pasts if _sentence_of(sentences, c.start) == sentence])
-            if past is None or past > now:
+            now = _nearest(term, [c for c in nows if _sentence_of(sentences, c.start) == sentence])
+            by_now = now is not None and now <= NOW_WINDOW and (past is None or past > now)
+            if by_now or (past is None and any(not _inside(cue, term) for cue in urgent)):
                 finding.imminent = True
                 finding.danger.append(Evidence("IMMINENT", item.start, item.end))
 
