@@ -23,7 +23,8 @@ from bot.retention import DeletionRequests
 from bot.settings import Settings
 from bot.storage import database_url, make_engine
 
-TRIAGE_SLOTS = ("indicators", "indicator_evidence", "danger_evidence", "imminent", "danger_now", "minor", "third_party", "risk", "safe_now")
+TRIAGE_SLOTS = ("indicators", "indicator_evidence", "danger_evidence", "imminent", "danger_now", "minor", "third_party", "risk",
+                "safe_now", "minor_context_evidence")
 #: Slots a new session keeps: the language, and whether the phone may be read (cover mode).
 CARRIED_OVER = ("language", "language_supported", "detected_language", "cover_active", "monitored")
 #: The intent of each kind of short answer when NLU did not already decide it.

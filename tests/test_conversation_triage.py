@@ -80,3 +80,33 @@ def test_the_words_that_make_danger_now_are_kept_for_the_agent():
     assert slots["imminent"] is True and slots["risk"] == "imminent"
     again = triage_slots(slots, triage, "m2")
     assert "danger_evidence" not in again  # the same words again are not repeated
+
+
+def _with_if_minor(base: dict, *texts: str) -> dict:
+    return {**base, "if_minor": [{"indicator": "SEX", "start": 0, "end": len(t), "text": t} for t in texts]}
+
+
+def test_words_that_show_sex_only_for_a_minor_wait_for_the_age_in_a_later_message():
+    slots = {}
+    slots.update(triage_slots(slots, _with_if_minor(triage([("HOURS", "every night")]), "the clients"), "m1"))
+    assert slots["indicators"] == ["HOURS"] and slots["risk"] == "medium"
+    slots.update(triage_slots(slots, triage([("MINOR", "I'm 15")], minor=True), "m2"))
+    assert slots["indicators"] == ["HOURS", "MINOR", "SEX"]
+    assert ("SEX", "the clients", "m1") in [(e["indicator"], e["text"], e["message_id"]) for e in slots["indicator_evidence"]]
+    assert slots["risk"] == "high"
+    assert slots["minor_context_evidence"] == []
+
+
+def test_words_that_show_sex_only_for_a_minor_count_after_the_age_was_given():
+    slots = {}
+    slots.update(triage_slots(slots, triage([("MINOR", "tengo 16")], minor=True), "m1"))
+    slots.update(triage_slots(slots, _with_if_minor(triage([]), "los clientes"), "m2"))
+    assert slots["indicators"] == ["MINOR", "SEX"] and slots["risk"] == "high"
+
+
+def test_words_that_show_sex_only_for_a_minor_never_count_for_an_adult():
+    slots = {}
+    for n in range(3):
+        slots.update(triage_slots(slots, _with_if_minor(triage([]), f"clients {n}"), f"m{n}"))
+    assert slots["indicators"] == [] and slots["risk"] == "none"
+    assert [e["text"] for e in slots["minor_context_evidence"]] == ["clients 0", "clients 1", "clients 2"]

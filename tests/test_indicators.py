@@ -266,5 +266,7 @@ def test_an_urgent_cue_anywhere_makes_violence_imminent_unless_it_is_past(small_
 def test_minor_context_words_show_sex_only_for_a_minor(small_extractor, text, indicators):
     finding = small_extractor.extract(text, ["en"])
     assert finding.indicators == indicators
+    waiting = [text[e.start:e.end] for e in finding.if_minor]
+    assert waiting == ([] if "MINOR" in indicators or "not the clients" in text else ["the clients"])
     if "SEX" in indicators:
         assert risk_level(finding.indicators) == "high"

@@ -1,5 +1,8 @@
 """Indicators accumulated over a conversation, kept in slots for the handoff summary.
 
+Words that show SEX only for a minor ("the clients") wait in ``minor_context_evidence`` until
+the conversation shows a minor, in any message before or after them, or in the age answer.
+
 After every texter message, the slot validation action passes the message's ``triage`` parse data
 (from ``bot.nlu.components.IndicatorExtractor``) and the current slots to ``triage_slots``. The
 evidence keeps the texter's own words, so an agent sees what was said, in the language it was said.
@@ -20,9 +23,12 @@ def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_i
         return {}
     evidence = list(slots.get("indicator_evidence") or [])
     seen = {(e["indicator"], e["text"]) for e in evidence}
-    for item in triage.get("evidence", []):
+    minor = bool(slots.get("minor")) or bool(triage.get("minor"))
+    waiting = list(slots.get("minor_context_evidence") or [])
+    waiting += [{**item, "message_id": message_id} for item in triage.get("if_minor", [])][:MAX_EVIDENCE - len(waiting)]
+    for item in triage.get("evidence", []) + (waiting if minor else []):
         if (item["indicator"], item["text"]) not in seen and len(evidence) < MAX_EVIDENCE:
-            evidence.append({**item, "message_id": message_id})
+            evidence.append({"message_id": message_id, **item})
             seen.add((item["indicator"], item["text"]))
     indicators = sorted({e["indicator"] for e in evidence} | set(slots.get("indicators") or []))
     danger = list(slots.get("danger_evidence") or [])
@@ -37,7 +43,8 @@ def triage_slots(slots: dict[str, Any], triage: dict[str, Any] | None, message_i
         "imminent": imminent,
         "danger_evidence": danger,
         "danger_now": bool(triage.get("imminent")),
-        "minor": bool(slots.get("minor")) or bool(triage.get("minor")),
+        "minor": minor,
+        "minor_context_evidence": [] if minor else waiting,
         "third_party": bool(slots.get("third_party")) or bool(triage.get("third_party")),
         "risk": higher(slots.get("risk") or "none", risk),
     }

@@ -143,6 +143,7 @@ class IndicatorExtractor(GraphComponent):
                 "minor": finding.minor,
                 "age": finding.age,
                 "worry": finding.worry,
+                "if_minor": [e.as_dict(text) for e in finding.if_minor],
                 "risk": risk_level(finding.indicators, finding.imminent, worry=finding.worry),
             }, add_to_output=True)
         return messages

@@ -113,6 +113,9 @@ class Finding:
     minor: bool = False
     age: int | None = None
     worry: bool = False
+    #: Words that show SEX only for a minor, when this message shows no minor: the conversation
+    #: keeps them until it learns the texter's age ("the clients come at night", then "I'm 15").
+    if_minor: list[Evidence] = field(default_factory=list)
 
     @property
     def indicators(self) -> list[str]:
@@ -285,6 +288,7 @@ def _drop_spans_over(finding: Finding, spans: list[_Term]) -> None:
         return _dedupe([e for e in items if not any(_overlap(_Term(e.start, e.end), s) for s in spans)])
 
     finding.evidence, finding.danger = clear(finding.evidence), clear(finding.danger)
+    finding.if_minor = clear(finding.if_minor)
     finding.imminent = bool(finding.danger)
     finding.minor = any(e.indicator == "MINOR" for e in finding.evidence)
     if not finding.minor:
@@ -355,9 +359,11 @@ class IndicatorExtractor:
                 terms = {**terms, **{cue: terms.get(cue, []) + found[0].get(cue, []) for cue in CANCELLING}}
             secondary = index > 0 and lexicon is not self.lexicons.get("en")
             self._extract_one(lexicon, folded, terms, sentences, finding, english if secondary else set())
+        for lexicon, terms in zip(lexicons, found):
+            self._minor_context(lexicon, folded, terms, sentences, finding)
         if finding.minor:
-            for lexicon, terms in zip(lexicons, found):
-                self._minor_context(lexicon, folded, terms, sentences, finding)
+            finding.evidence += finding.if_minor
+            finding.if_minor = []
         _drop_spans_over(finding, urls)
         return finding
 
@@ -396,7 +402,7 @@ class IndicatorExtractor:
         for target, key in lexicon.minor_rules:
             for term in found.get(key, []):
                 if not _cancelled(folded, [term], negations, hypotheticals, sentences, lexicon.boundary):
-                    finding.evidence.append(Evidence(target, term.start, term.end))
+                    finding.if_minor.append(Evidence(target, term.start, term.end))
 
     @staticmethod
     def _violence_now(found: dict[str, list[_Term]], sentences, finding: Finding) -> None:
