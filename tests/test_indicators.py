@@ -223,6 +223,7 @@ SMALL_LEXICON = {
              "negation": ["not"], "hypothetical": ["what if"]},
     "indicators": {
         "VIOL": {"phrases": ["hits me"]},
+        "DOC": {"phrases": ["took my passport"]},
         "THREAT": {"phrases": ["will kill me"]},
         "SEX": {"phrases": ["sex with clients"], "minor_context": ["the clients"]},
         "MINOR": {"age_patterns": [r"i'?m (?P<age>\d{1,2})\b"]},
@@ -270,3 +271,12 @@ def test_minor_context_words_show_sex_only_for_a_minor(small_extractor, text, in
     assert waiting == ([] if "MINOR" in indicators or "not the clients" in text else ["the clients"])
     if "SEX" in indicators:
         assert risk_level(finding.indicators) == "high"
+
+
+@pytest.mark.parametrize("text, indicators", [
+    ("I could not sleep. He took my passport", ["DOC"]),
+    ("I could not sleep\nhe took my passport", ["DOC"]),
+    ("he did not took my passport", []),
+])
+def test_a_negation_in_the_sentence_before_does_not_cancel_a_term(small_extractor, text, indicators):
+    assert small_extractor.extract(text, ["en"]).indicators == indicators

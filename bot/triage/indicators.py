@@ -469,11 +469,12 @@ def _overlap(a: _Term, b: _Term) -> bool:
 
 def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int) -> bool:
     """Whether ``first`` ends shortly before ``second`` starts, in the same clause (a comma in
-    between, as in the reply "no, he took my passport", separates them)."""
+    between, as in the reply "no, he took my passport", separates them, and so does a sentence
+    end: "...kade nai milde. mera permit vi ohna kol pya" keeps its DOC)."""
     if first.end > second.start:
         return False
     between = folded[first.end:second.start]
-    if re.search(r"[,:;—–]", between):
+    if re.search(r"[,:;—–.!?\n。！？؟]", between):
         return False
     if boundary == "word":
         return len(re.findall(r"\w+", between)) <= words
