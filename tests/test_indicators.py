@@ -224,6 +224,7 @@ SMALL_LEXICON = {
     "indicators": {
         "VIOL": {"phrases": ["hits me"]},
         "DOC": {"phrases": ["took my passport"]},
+        "MOVE": {"phrases": ["locked in"]},
         "THREAT": {"phrases": ["will kill me"]},
         "SEX": {"phrases": ["sex with clients"], "minor_context": ["the clients"]},
         "MINOR": {"age_patterns": [r"i'?m (?P<age>\d{1,2})\b"]},
@@ -251,11 +252,14 @@ def small_extractor(tmp_path_factory) -> IndicatorExtractor:
     ("please hurry, the bus leaves", False),
     ("he hits me right now", True),
     ("please hurry, he not hits me", False),
+    ("we are locked in. call the police", True),
+    ("we are locked in right now", False),
+    ("we were locked in last year. call the police about it", False),
 ])
 def test_an_urgent_cue_anywhere_makes_violence_imminent_unless_it_is_past(small_extractor, text, imminent):
     finding = small_extractor.extract(text, ["en"])
     assert finding.imminent is imminent
-    assert all(text[d.start:d.end] in ("hits me", "will kill me") for d in finding.danger)
+    assert all(text[d.start:d.end] in ("hits me", "will kill me", "locked in") for d in finding.danger)
 
 
 @pytest.mark.parametrize("text, indicators", [

@@ -409,16 +409,18 @@ class IndicatorExtractor:
         """Violence or a threat is imminent with a "now" cue close by in its sentence ("he is hitting
         me now", "지금 맞고 있어요"), unless a "past" cue is closer ("he hit me yesterday, now I'm
         scared"); or with an "urgent" cue anywhere in the message ("he says he will kill me. please
-        hurry"), unless its own sentence has a past cue."""
+        hurry"), unless its own sentence has a past cue. Being held or taken (MOVE) is imminent
+        with an urgent cue only ("they lock me in, call the police"): "locked in at night, now I
+        want to go home" is a situation, not an emergency."""
         nows, pasts, urgent = found.get("cue:now", []), found.get("cue:past", []), found.get("cue:urgent", [])
         for item in finding.evidence:
-            if item.indicator not in ("VIOL", "THREAT"):
+            if item.indicator not in ("VIOL", "THREAT", "MOVE"):
                 continue
             term = _Term(item.start, item.end)
             sentence = _sentence_of(sentences, item.start)
             past = _nearest(term, [c for c in pasts if _sentence_of(sentences, c.start) == sentence])
             now = _nearest(term, [c for c in nows if _sentence_of(sentences, c.start) == sentence])
-            by_now = now is not None and now <= NOW_WINDOW and (past is None or past > now)
+            by_now = item.indicator != "MOVE" and now is not None and now <= NOW_WINDOW and (past is None or past > now)
             if by_now or (past is None and any(not _inside(cue, term) for cue in urgent)):
                 finding.imminent = True
                 finding.danger.append(Evidence("IMMINENT", item.start, item.end))
