@@ -220,7 +220,7 @@ SMALL_LEXICON = {
     "reviewed": "2026-11-25",
     "source": "written for this test",
     "cues": {"now": ["right now"], "past": ["last year"], "urgent": ["please hurry", "call the police"],
-             "negation": ["not"], "hypothetical": ["what if"]},
+             "negation": ["not"], "hypothetical": ["what if"], "clause": ["but"]},
     "indicators": {
         "VIOL": {"phrases": ["hits me"]},
         "DOC": {"phrases": ["took my passport"]},
@@ -281,6 +281,21 @@ def test_minor_context_words_show_sex_only_for_a_minor(small_extractor, text, in
     ("I could not sleep. He took my passport", ["DOC"]),
     ("I could not sleep\nhe took my passport", ["DOC"]),
     ("he did not took my passport", []),
+    ("I am not paid but took my passport", ["DOC"]),
+    ("I am not paid plus took my passport", []),
 ])
-def test_a_negation_in_the_sentence_before_does_not_cancel_a_term(small_extractor, text, indicators):
+def test_a_negation_stops_at_a_sentence_end_or_a_new_clause(small_extractor, text, indicators):
     assert small_extractor.extract(text, ["en"]).indicators == indicators
+
+
+@pytest.mark.parametrize("text, code, indicators", [
+    ("工资一半都没有 护照也被老板拿着不还", "zh", ["DOC", "WAGE"]),
+    ("no pay and then they took my passport", "en", ["DOC", "WAGE"]),
+    ("sin pago pero el patron me quito el pasaporte", "es", ["DOC", "WAGE"]),
+])
+def test_a_negation_does_not_reach_into_the_next_clause(extractor, text, code, indicators):
+    assert set(indicators) <= set(extractor.extract(text, [code, "en"]).indicators)
+
+
+def test_violence_inside_a_threat_is_the_threat_only(extractor):
+    assert extractor.extract("he said if i fight he'll hurt me", ["en"]).indicators == ["THREAT"]

@@ -59,10 +59,10 @@ NEGATION_CHARS = {"prefix": 4, "none": 3}
 UNSURE_LANGUAGE = 0.7
 #: Then the detector's best few other candidates run too, when they have any real score.
 CANDIDATES, CANDIDATE_SCORE = 3, 0.05
-#: Cues that cancel a match. Those of the message's own language (the first lexicon run) apply to
+#: Cues that cancel a match, and conjunctions that end a negation's reach. Those of the message's own language (the first lexicon run) apply to
 #: every lexicon's matches: "kya recruitment fee lena legal hai?" is a Hindi rights question about
 #: English words, and only the Hindi lexicon knows "legal hai?".
-CANCELLING = ("cue:negation", "cue:negation_after", "cue:hypothetical", "cue:hypothetical_after")
+CANCELLING = ("cue:negation", "cue:negation_after", "cue:hypothetical", "cue:hypothetical_after", "cue:clause")
 
 
 @lru_cache(maxsize=None)
@@ -147,7 +147,7 @@ class LanguageLexicon:
         self.minor_rules: list[tuple[str, str]] = []
         cues = data.get("cues") or {}
         for cue in ("negation", "negation_after", "hypothetical", "hypothetical_after", "third_party", "worry", "now",
-                    "past", "urgent"):
+                    "past", "urgent", "clause"):
             self._add_split(f"cue:{cue}", cues.get(cue) or [])
         for indicator, spec in (data.get("indicators") or {}).items():
             self._add_rules(indicator, spec or {})
@@ -372,7 +372,7 @@ class IndicatorExtractor:
         """One lexicon's findings. A lexicon run besides the message's own language and English
         ignores matches made only of English words ("owe", "recruitment fee" in the Hindi
         lexicon): those are the English lexicon's to judge, with English negations and questions."""
-        negations = (found.get("cue:negation", []), found.get("cue:negation_after", []))
+        negations = _negations(found)
         hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
         finding.third_party |= bool(found.get("cue:third_party"))
         finding.worry |= bool(found.get("cue:worry"))
@@ -397,7 +397,7 @@ class IndicatorExtractor:
         """For a minor, words that are ordinary for an adult worker ("the clients", "massage",
         "sit with the men") are read as the indicator (commercial sexual exploitation): a child in
         that setting is high risk whatever the words, and a missed one is the worse mistake."""
-        negations = (found.get("cue:negation", []), found.get("cue:negation_after", []))
+        negations = _negations(found)
         hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
         for target, key in lexicon.minor_rules:
             for term in found.get(key, []):
@@ -431,7 +431,8 @@ class IndicatorExtractor:
             for match in pattern.finditer(folded):
                 age = int(match.group("age"))
                 term = _Term(match.start(), match.end())
-                if age < 18 and not _cancelled(folded, [term], ([], []), hypotheticals, sentences, lexicon.boundary):
+                if age < 18 and not _cancelled(folded, [term], ([], [], []), hypotheticals, sentences,
+                                               lexicon.boundary):
                     finding.minor = True
                     finding.age = age if finding.age is None else min(finding.age, age)
                     finding.evidence.append(Evidence("MINOR", match.start(), match.end()))
@@ -469,34 +470,51 @@ def _overlap(a: _Term, b: _Term) -> bool:
     return a.start < b.end and b.start < a.end
 
 
-def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int) -> bool:
-    """Whether ``first`` ends shortly before ``second`` starts, in the same clause (a comma in
-    between, as in the reply "no, he took my passport", separates them, and so does a sentence
-    end: "...kade nai milde. mera permit vi ohna kol pya" keeps its DOC)."""
+def _negations(found: dict[str, list[_Term]]) -> tuple[list[_Term], list[_Term], list[_Term]]:
+    """Negation cues before and after a term, and the conjunctions that end a negation's reach."""
+    return found.get("cue:negation", []), found.get("cue:negation_after", []), found.get("cue:clause", [])
+
+
+def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int, breaks: list[_Term] = ()) -> bool:
+    """Whether ``first`` ends shortly before ``second`` starts, in the same clause. A comma in
+    between ("no, he took my passport"), a sentence end ("...kade nai milde. mera permit vi ohna
+    kol pya") or a conjunction that starts a new clause ("no pay and 14 hours a day", "walang sahod
+    tapos 14 oras") separates them."""
     if first.end > second.start:
         return False
     between = folded[first.end:second.start]
     if re.search(r"[,:;—–.!?\n。！？؟]", between):
+        return False
+    if any(first.end <= cue.start and cue.end <= second.start for cue in breaks):
+        return False
+    if boundary == "none" and re.search(r"\s", between) and _unspaced(folded[first.end - 1] + folded[second.start]):
         return False
     if boundary == "word":
         return len(re.findall(r"\w+", between)) <= words
     return len(between.strip()) <= NEGATION_CHARS[boundary]
 
 
-def _cancelled(folded: str, terms: list[_Term], negations: tuple[list[_Term], list[_Term]],
+def _unspaced(chars: str) -> bool:
+    """Chinese, Japanese kana and Thai are written without spaces between words, so a space there is
+    a pause between clauses: "工资一半都没有 身份证也被老板拿着" keeps its DOC."""
+    return all("\u0e00" <= c <= "\u0e7f" or "\u3040" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" for c in chars)
+
+
+def _cancelled(folded: str, terms: list[_Term], negations: tuple[list[_Term], list[_Term], list[_Term]],
                hypotheticals: tuple[list[_Term], list[_Term]], sentences, boundary: str) -> bool:
     """A negation cue just before a term or (for languages that negate after the verb: French
     "frappe pas", Korean 않) just after it, not inside it; a hypothetical cue earlier in the
     sentence; or a sentence-final rights-question cue later in it (Chinese 合法吗, Korean 되나요)."""
-    before_terms, after_terms = negations
+    before_terms, after_terms, breaks = negations
     for term in terms:
         for cue in before_terms:
             if boundary == "prefix" and folded[cue.end:term.start][:1].isalnum():
                 continue  # the cue only starts another word: 안 in 안녕하세요 ("hello") negates nothing
-            if not any(_overlap(cue, t) for t in terms) and _close(folded, cue, term, boundary, NEGATION_WORDS):
+            if not any(_overlap(cue, t) for t in terms) and _close(folded, cue, term, boundary, NEGATION_WORDS,
+                                                                  breaks):
                 return True
         for cue in after_terms:
-            if not any(_overlap(cue, t) for t in terms) and _close(folded, term, cue, boundary, 1):
+            if not any(_overlap(cue, t) for t in terms) and _close(folded, term, cue, boundary, 1, breaks):
                 return True
     before, after = hypotheticals
     first, last = min(t.start for t in terms), max(t.end for t in terms)
@@ -507,7 +525,11 @@ def _cancelled(folded: str, terms: list[_Term], negations: tuple[list[_Term], li
 
 
 def _dedupe(evidence: list[Evidence]) -> list[Evidence]:
-    """One span per indicator where spans overlap (the longest), in text order."""
+    """One span per indicator where spans overlap (the longest), in text order; and no VIOL inside
+    a THREAT's words: "he said if i fight he'll hurt me" threatens violence, it does not report it."""
+    threats = [e for e in evidence if e.indicator == "THREAT"]
+    evidence = [e for e in evidence if e.indicator != "VIOL"
+                or not any(t.start <= e.start and e.end <= t.end for t in threats)]
     kept: list[Evidence] = []
     for item in sorted(evidence, key=lambda e: (e.indicator, e.start, -(e.end - e.start))):
         if kept and kept[-1].indicator == item.indicator and item.start < kept[-1].end:
