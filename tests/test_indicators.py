@@ -299,3 +299,8 @@ def test_a_negation_does_not_reach_into_the_next_clause(extractor, text, code, i
 
 def test_violence_inside_a_threat_is_the_threat_only(extractor):
     assert extractor.extract("he said if i fight he'll hurt me", ["en"]).indicators == ["THREAT"]
+
+
+@pytest.mark.parametrize("text, age", [("她十六歲", 16), ("十五岁的表妹", 15), ("我二十五岁", None), ("我们做了十五年", None)])
+def test_chinese_numeral_ages(extractor, text, age):
+    assert extractor.extract(text, ["zh"]).age == age

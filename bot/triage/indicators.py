@@ -429,13 +429,28 @@ class IndicatorExtractor:
     def _ages(lexicon: LanguageLexicon, folded: str, sentences, hypotheticals, finding: Finding) -> None:
         for pattern in lexicon.age_patterns:
             for match in pattern.finditer(folded):
-                age = int(match.group("age"))
+                age = _age_number(match.group("age"))
                 term = _Term(match.start(), match.end())
                 if age < 18 and not _cancelled(folded, [term], ([], [], []), hypotheticals, sentences,
                                                lexicon.boundary):
                     finding.minor = True
                     finding.age = age if finding.age is None else min(finding.age, age)
                     finding.evidence.append(Evidence("MINOR", match.start(), match.end()))
+
+
+#: Chinese numerals an age pattern may capture: 十 is ten, 十五 fifteen (one to nineteen is enough
+#: for ages under eighteen; the patterns keep 二十五, twenty-five, out).
+CHINESE_DIGITS = {c: n for n, c in enumerate("零一二三四五六七八九")} | {"两": 2, "兩": 2}
+
+
+def _age_number(captured: str) -> int:
+    """An age in digits or in Chinese numerals ("十五岁" is 15)."""
+    if captured.isdigit():
+        return int(captured)
+    tens, _, units = captured.partition("十")
+    if not _:
+        return CHINESE_DIGITS.get(captured, 99)
+    return CHINESE_DIGITS.get(tens, 1 if not tens else 99) * 10 + CHINESE_DIGITS.get(units, 0 if not units else 99)
 
 
 def _rule_spans(kind: str, keys: list[str], found: dict[str, list[_Term]], sentences):
