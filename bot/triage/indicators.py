@@ -59,9 +59,10 @@ NEGATION_CHARS = {"prefix": 4, "none": 3}
 UNSURE_LANGUAGE = 0.7
 #: Then the detector's best few other candidates run too, when they have any real score.
 CANDIDATES, CANDIDATE_SCORE = 3, 0.05
-#: Cues that cancel a match, and conjunctions that end a negation's reach. Those of the message's own language (the first lexicon run) apply to
-#: every lexicon's matches: "kya recruitment fee lena legal hai?" is a Hindi rights question about
-#: English words, and only the Hindi lexicon knows "legal hai?".
+#: Cues that cancel a match, and conjunctions that end a negation's reach. Those of the message's
+#: own language (the first lexicon run) apply to every lexicon's matches: "kya recruitment fee
+#: lena legal hai?" is a Hindi rights question about English words, and only the Hindi lexicon
+#: knows "legal hai?".
 CANCELLING = ("cue:negation", "cue:negation_after", "cue:hypothetical", "cue:hypothetical_after", "cue:clause")
 
 
@@ -373,7 +374,7 @@ class IndicatorExtractor:
         ignores matches made only of English words ("owe", "recruitment fee" in the Hindi
         lexicon): those are the English lexicon's to judge, with English negations and questions."""
         negations = _negations(found)
-        hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
+        hypotheticals = _hypotheticals(found)
         finding.third_party |= bool(found.get("cue:third_party"))
         finding.worry |= bool(found.get("cue:worry"))
         for target, kind, keys in lexicon.rules:
@@ -398,7 +399,7 @@ class IndicatorExtractor:
         "sit with the men") are read as the indicator (commercial sexual exploitation): a child in
         that setting is high risk whatever the words, and a missed one is the worse mistake."""
         negations = _negations(found)
-        hypotheticals = (found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", []))
+        hypotheticals = _hypotheticals(found)
         for target, key in lexicon.minor_rules:
             for term in found.get(key, []):
                 if not _cancelled(folded, [term], negations, hypotheticals, sentences, lexicon.boundary):
@@ -447,8 +448,8 @@ def _age_number(captured: str) -> int:
     """An age in digits or in Chinese numerals ("十五岁" is 15)."""
     if captured.isdigit():
         return int(captured)
-    tens, _, units = captured.partition("十")
-    if not _:
+    tens, ten, units = captured.partition("十")
+    if not ten:
         return CHINESE_DIGITS.get(captured, 99)
     return CHINESE_DIGITS.get(tens, 1 if not tens else 99) * 10 + CHINESE_DIGITS.get(units, 0 if not units else 99)
 
@@ -488,6 +489,11 @@ def _overlap(a: _Term, b: _Term) -> bool:
 def _negations(found: dict[str, list[_Term]]) -> tuple[list[_Term], list[_Term], list[_Term]]:
     """Negation cues before and after a term, and the conjunctions that end a negation's reach."""
     return found.get("cue:negation", []), found.get("cue:negation_after", []), found.get("cue:clause", [])
+
+
+def _hypotheticals(found: dict[str, list[_Term]]) -> tuple[list[_Term], list[_Term]]:
+    """Hypothetical and rights-question cues before and after a term."""
+    return found.get("cue:hypothetical", []), found.get("cue:hypothetical_after", [])
 
 
 def _close(folded: str, first: _Term, second: _Term, boundary: str, words: int, breaks: list[_Term] = ()) -> bool:
